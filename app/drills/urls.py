@@ -1,0 +1,14 @@
+from django.urls import path
+
+from app.drills import views
+
+app_name = "drills"
+urlpatterns = [
+    path("slow-view/", views.slow_view, name="slow-view"),
+    path("cpu-view/", views.cpu_view, name="cpu-view"),
+    path("blocking-async/", views.blocking_async, name="blocking-async"),
+    path("nonblocking-async/", views.nonblocking_async, name="nonblocking-async"),
+    path("sync-export/", views.sync_export, name="sync-export"),
+    path("offloaded-export/", views.offloaded_export, name="offloaded-export"),
+    path("worker-timeout/", views.worker_timeout, name="worker-timeout"),
+]

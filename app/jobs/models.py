@@ -1,0 +1,55 @@
+import uuid
+
+from django.db import models
+
+
+class Job(models.Model):
+    """One import or export, from acceptance to its result file."""
+
+    class Kind(models.TextChoices):
+        IMPORT = "import"
+        EXPORT = "export"
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        RETRYING = "retrying"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    FINAL_STATES = (State.SUCCEEDED, State.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="percent done")
+    attempts = models.PositiveIntegerField(default=0, help_text="times a worker started it")
+    error = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    input_file = models.FileField(upload_to="uploads/", blank=True)
+    input_name = models.CharField(max_length=255, blank=True, help_text="file name as uploaded")
+    result_file = models.FileField(upload_to="results/", blank=True)
+    summary = models.JSONField(null=True, blank=True)
+    history = models.JSONField(default=list, blank=True, help_text="state changes with their times")
+    # Outbox: null until the broker accepted the task; the sweeper enqueues what is still null.
+    enqueued_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    enqueue_attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["enqueued_at", "state"], name="jobs_outbox_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id} ({self.state})"
+
+    @property
+    def task_name(self) -> str:
+        return "jobs.process_import" if self.kind == self.Kind.IMPORT else "jobs.process_export"
+
+    @property
+    def queue(self) -> str:
+        return "imports" if self.kind == self.Kind.IMPORT else "exports"

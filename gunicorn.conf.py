@@ -1,0 +1,41 @@
+"""Production gunicorn settings; every value can be overridden from the environment.
+
+Plain settings only: the hooks live in app/observability/gunicorn.py, which has tests.
+"""
+import os
+
+from app.env import env_int, env_str
+
+_var = env_str("OPS_VAR_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "var"))
+_name = env_str("GUNICORN_NAME", "web")
+
+proc_name = _name
+bind = [env_str("GUNICORN_BIND", "127.0.0.1:8000")]
+worker_class = env_str("GUNICORN_WORKER_CLASS", "sync")
+workers = env_int("GUNICORN_WORKERS", 4, minimum=1)
+threads = env_int("GUNICORN_THREADS", 1, minimum=1)
+# A request running longer than this gets its worker killed ("WORKER TIMEOUT"); keep it above
+# the slowest legitimate view and below the proxy's own timeout.
+timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
+graceful_timeout = env_int("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
+keepalive = env_int("GUNICORN_KEEPALIVE", 5, minimum=0)
+backlog = env_int("GUNICORN_BACKLOG", 2048, minimum=1)
+# Recycle workers to bound slow leaks; the jitter keeps them from restarting all at once.
+max_requests = env_int("GUNICORN_MAX_REQUESTS", 1000, minimum=0)
+max_requests_jitter = env_int("GUNICORN_MAX_REQUESTS_JITTER", 100, minimum=0)
+# The heartbeat file is touched on every request: keep it on tmpfs, not a slow disk.
+worker_tmp_dir = env_str("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+# gunicorn 27 opens a control socket under ~/.gunicorn by default: keep it under the run folder.
+control_socket = env_str("GUNICORN_CONTROL_SOCKET", os.path.join(_var, "run", f"gunicorn-{_name}.ctl"))
+control_socket_disable = control_socket == ""
+pidfile = env_str("GUNICORN_PIDFILE", os.path.join(_var, "run", f"gunicorn-{_name}.pid"))
+
+accesslog = env_str("GUNICORN_ACCESS_LOG", "-")
+errorlog = env_str("GUNICORN_ERROR_LOG", "-")
+loglevel = env_str("GUNICORN_LOG_LEVEL", "info")
+# %(M)s is the request time in milliseconds; the request id ties a line to app logs.
+access_log_format = env_str(
+    "GUNICORN_ACCESS_LOG_FORMAT",
+    '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s" rid=%({x-request-id}i)s',
+)
+forwarded_allow_ips = env_str("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -1,0 +1,73 @@
+"""The quickstart: `make up` serves the app within a minute and `make down` leaves nothing behind."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.support import stack
+
+pytestmark = pytest.mark.e2e
+
+PORT_VARS = ["WEB_PORT", "ASGI_PORT", "WEB_METRICS_PORT", "ASGI_METRICS_PORT", "FLOWER_PORT", "EXPORTER_PORT",
+             "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT"]
+
+
+@pytest.fixture
+def stack_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "OPS_"))}
+    env.update({name: str(stack.free_port()) for name in PORT_VARS})
+    env["OPS_VAR_DIR"] = str(tmp_path / "var")
+    return env
+
+
+def _stack_pids(var_dir) -> set[int]:
+    """Every live process whose environment names this stack's var folder."""
+    pids = set()
+    needle = f"OPS_VAR_DIR={var_dir}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        pids.add(int(entry))
+            except OSError:
+                pass
+    return pids
+
+
+def _start(stack_env, tmp_path):
+    with open(tmp_path / "make-up.log", "wb") as log:
+        proc = subprocess.Popen(["make", "up"], cwd=stack.ROOT, env=stack_env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{stack_env['WEB_PORT']}"
+    started = time.monotonic()
+    stack.wait_for(lambda: requests.get(f"{url}/healthz", timeout=2).ok, 60, "make up to serve /healthz")
+    return proc, url, time.monotonic() - started
+
+
+def test_make_up_serves_within_a_minute_and_make_down_leaves_nothing(stack_env, tmp_path):
+    proc, url, _elapsed = _start(stack_env, tmp_path)
+    try:
+        assert requests.get(f"{url}/readyz", timeout=5).json()["status"] == "ok"
+        var_dir = stack_env["OPS_VAR_DIR"]
+        assert len(_stack_pids(var_dir)) >= 4
+        subprocess.run(["make", "down"], cwd=stack.ROOT, env=stack_env, check=True, capture_output=True, timeout=90)
+        assert proc.wait(60) == 0  # `make up` ends cleanly when stopped
+        stack.wait_for(lambda: not _stack_pids(var_dir), 20, "no process of the stack left")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_ctrl_c_stops_every_process(stack_env, tmp_path):
+    proc, _url, _ = _start(stack_env, tmp_path)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
+        proc.wait(60)  # make itself dies of SIGINT, as it does in a terminal
+        stack.wait_for(lambda: not _stack_pids(stack_env["OPS_VAR_DIR"]), 20, "no process of the stack left")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
