@@ -25,7 +25,7 @@ RULES_DIR = HERE / "rules"
 PANELS_FILE = HERE.parent / "grafana" / "panels.yml"
 
 sys.path.insert(0, str(HERE))  # thresholds.py sits beside this script, also when tests import it
-import thresholds as t  # noqa: E402
+import thresholds as t
 
 COMPONENT_FILES = ("gunicorn", "django", "celery", "redis", "meta")
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")  # what the multiwindow burn-rate alerts read
@@ -266,8 +266,6 @@ def django():
 
 
 def celery():
-    outcomes = '{__name__=~"celery_task_(succeeded|failed)_total"}'
-    outcomes_and_retries = '{__name__=~"celery_task_(succeeded|failed|retried)_total"}'
     rules = [
         # Two exporters may watch one broker: max, not sum.
         record("queue_name:celery_queue_length:max", "max by (job, queue_name) (celery_queue_length)"),
@@ -281,16 +279,27 @@ def celery():
             /
             max by (job, hostname) (celery_worker_concurrency)
         """),
-        # The regex selector keeps a task that never succeeded (all failures) in the denominator.
-        record("name:celery_task_failures:ratio_rate5m", f"""
-            sum by (job, name) (rate(celery_task_failed_total[5m]))
+        record("name:celery_tasks_succeeded:rate5m", "sum by (job, name) (rate(celery_task_succeeded_total[5m]))"),
+        record("name:celery_tasks_failed:rate5m", "sum by (job, name) (rate(celery_task_failed_total[5m]))"),
+        record("name:celery_tasks_retried:rate5m", "sum by (job, name) (rate(celery_task_retried_total[5m]))"),
+        # `or x * 0` counts an outcome without series as zero, so a task that never succeeded
+        # (only failures, only retries) still gets a ratio.
+        record("name:celery_task_failures:ratio_rate5m", """
+            name:celery_tasks_failed:rate5m
             /
-            sum by (job, name) (rate({outcomes}[5m]))
+            (
+              name:celery_tasks_failed:rate5m
+              + (name:celery_tasks_succeeded:rate5m or name:celery_tasks_failed:rate5m * 0)
+            )
         """),
-        record("name:celery_task_retries:ratio_rate5m", f"""
-            sum by (job, name) (rate(celery_task_retried_total[5m]))
+        record("name:celery_task_retries:ratio_rate5m", """
+            name:celery_tasks_retried:rate5m
             /
-            sum by (job, name) (rate({outcomes_and_retries}[5m]))
+            (
+              name:celery_tasks_retried:rate5m
+              + (name:celery_tasks_succeeded:rate5m or name:celery_tasks_retried:rate5m * 0)
+              + (name:celery_tasks_failed:rate5m or name:celery_tasks_retried:rate5m * 0)
+            )
         """),
         record("queue_name:celery_task_queue_wait_seconds:mean5m", """
             sum by (job, queue_name) (rate(celery_task_queue_wait_time_sum[5m]))

@@ -1,0 +1,219 @@
+"""The Prometheus rules: generated from one source, valid, tested by promtool, complete, linked."""
+
+import re
+import sys
+from collections import Counter
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from tests.ops.helpers import (
+    COMPONENTS,
+    DESIGN_MD,
+    PROMTOOL_TESTS_DIR,
+    RULES_DIR,
+    clean_env,
+    read_catalog_from_design,
+    run,
+)
+from tests.ops.procs import PROMETHEUS_DIR, PROMETHEUS_JOBS, REPO, load_module
+
+GENERATE = PROMETHEUS_DIR / "generate.py"
+SEVERITY_RECEIVERS = {"critical", "warning", "none"}
+ALERT_COMPONENTS = {"gunicorn", "django", "celery", "redis", "prometheus", "alertmanager", "meta"}
+SLO_ALERTS = {"DjangoAvailabilityBudgetBurn", "DjangoLatencyBudgetBurn"}
+
+
+def _promtool_cases():
+    """Yield (file, alertname, eval_time, exp_alerts) of every alert_rule_test."""
+    for path in sorted(PROMTOOL_TESTS_DIR.glob("*.yml")):
+        for test in yaml.safe_load(path.read_text())["tests"]:
+            for case in test.get("alert_rule_test", []):
+                yield path.name, case["alertname"], case["eval_time"], case.get("exp_alerts") or []
+
+
+def test_committed_rules_match_the_generator():
+    result = run(sys.executable, GENERATE, "--check", env=clean_env())
+    assert result.returncode == 0, result.stderr
+
+
+def test_rules_pass_promtool_lint():
+    result = run("promtool", "check", "rules", "--lint=all", "--lint-fatal", *sorted(RULES_DIR.glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_config_is_valid():
+    result = run("promtool", "check", "config", PROMETHEUS_DIR / "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_pass():
+    result = run("promtool", "test", "rules", *sorted(PROMTOOL_TESTS_DIR.glob("*.yml")))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_rule_file_and_one_promtool_test_file_per_component():
+    assert sorted(p.stem for p in RULES_DIR.glob("*.yml")) == sorted(COMPONENTS)
+    for component in COMPONENTS:
+        test_file = yaml.safe_load((PROMTOOL_TESTS_DIR / f"{component}.yml").read_text())
+        assert test_file["rule_files"] == [f"../rules/{component}.yml"]
+
+
+def test_catalog_copy_matches_design(catalog):
+    assert len(catalog) == 23 and len(set(catalog)) == 23
+    if DESIGN_MD.is_file():  # the shared design folder is beside the repo in development and CI
+        assert read_catalog_from_design(DESIGN_MD) == catalog
+
+
+def test_every_catalog_alert_is_defined_exactly_once_per_severity(catalog, alert_rules):
+    defined = Counter((r["alert"], r["labels"]["severity"]) for r in alert_rules)
+    assert {name for name, _ in defined} == set(catalog)
+    assert all(count == 1 for count in defined.values()), defined
+    for name in catalog:
+        severities = {sev for (alert, sev) in defined if alert == name}
+        # SLO alerts: a page rule and a ticket rule (multiwindow multi-burn-rate); others: one rule.
+        expected = 2 if name in SLO_ALERTS else 1
+        assert len(severities) == expected, (name, severities)
+    assert {sev for (alert, sev) in defined if alert in SLO_ALERTS} == {"critical", "warning"}
+
+
+def test_alerts_carry_severity_component_and_the_four_annotations(alert_rules):
+    for rule in alert_rules:
+        name, labels, annotations = rule["alert"], rule["labels"], rule["annotations"]
+        assert labels["severity"] in SEVERITY_RECEIVERS, name
+        assert (labels["severity"] == "none") == (name == "Watchdog"), name
+        assert labels["component"] in ALERT_COMPONENTS, name
+        assert set(annotations) == {"summary", "description", "runbook_url", "dashboard_url"}, name
+        if name != "Watchdog":  # the heartbeat has no value to report
+            assert "$value" in annotations["description"], name
+            assert "$labels." in annotations["summary"] + annotations["description"], name
+
+
+def test_every_alert_has_a_firing_and_a_quiet_promtool_case(alert_rules):
+    fired, quiet = set(), set()
+    for _file, alertname, _t, exp_alerts in _promtool_cases():
+        if exp_alerts:
+            fired.update((alertname, a["exp_labels"]["severity"]) for a in exp_alerts)
+            for a in exp_alerts:  # asserted exactly: every label and all four annotations
+                assert {"severity", "component"} <= set(a["exp_labels"]), alertname
+                assert set(a["exp_annotations"]) == {"summary", "description", "runbook_url", "dashboard_url"}
+        else:
+            quiet.add(alertname)
+    for rule in alert_rules:
+        assert (rule["alert"], rule["labels"]["severity"]) in fired, f"{rule['alert']} never fires in a test"
+        if rule["alert"] != "Watchdog":  # always firing by design; its silence is the signal
+            assert rule["alert"] in quiet, f"{rule['alert']} has no case where it must stay quiet"
+
+
+def test_runbook_url_points_at_the_alerts_runbook(alert_rules):
+    for rule in alert_rules:
+        assert rule["annotations"]["runbook_url"].endswith(f"/runbooks/{rule['alert']}.md")
+
+
+def test_dashboard_url_points_at_a_panel_of_panels_yml(alert_rules, panels):
+    for rule in alert_rules:
+        url = urlsplit(rule["annotations"]["dashboard_url"])
+        uid = re.fullmatch(r"/d/([\w-]+)", url.path)[1]
+        panel_id = int(parse_qs(url.query)["viewPanel"][0])
+        assert (uid, panel_id) in panels, rule["alert"]
+        assert rule["alert"] in panels[(uid, panel_id)]["alerts"], rule["alert"]
+
+
+def test_panel_ids_are_unique_per_dashboard_and_uids_stable(panels):
+    assert {uid for uid, _ in panels} == {"service-overview", "django-requests", "gunicorn-saturation",
+                                          "celery-queues"}
+    assert all(isinstance(panel_id, int) for _, panel_id in panels)
+
+
+def test_expressions_name_no_host_or_port(alert_rules, recording_rules):
+    host_port = re.compile(r"\b(?:localhost|\d{1,3}(?:\.\d{1,3}){3}|[a-z][\w-]*(?:\.[\w-]+)+)(?::\d+)?\b|:\d{2,5}\b")
+    for rule in alert_rules + recording_rules:
+        expr = re.sub(r"\[[^\]]*\]", "", rule["expr"])  # range windows such as [5m] are not addresses
+        assert not host_port.search(expr), rule["expr"]
+        assert "instance=" not in expr and "instance=~" not in expr, rule["expr"]
+
+
+def test_recording_rules_follow_level_metric_operations(rule_files, recording_rules):
+    for component, content in rule_files.items():
+        for group in content["groups"]:
+            kinds = {"record" if "record" in r else "alert" for r in group["rules"]}
+            assert group["name"] == f"{component}.{'rules' if kinds == {'record'} else 'alerts'}", group["name"]
+    for rule in recording_rules:
+        assert re.fullmatch(r"[a-z_]+:[a-z_]+:[a-z0-9_]+", rule["record"]), rule["record"]
+
+
+def test_recording_rules_are_documented_in_metrics_md(recording_rules):
+    doc = (REPO / "docs" / "metrics.md").read_text().split("## Recording rules", 1)
+    assert len(doc) == 2, "docs/metrics.md has no 'Recording rules' section"
+    for rule in recording_rules:
+        name = re.sub(r"(rate|burn_rate)(5m|30m|1h|2h|6h|1d|3d)$", r"\1<window>", rule["record"])
+        assert rule["record"] in doc[1] or name in doc[1], rule["record"]
+
+
+def test_thresholds_have_unit_suffixed_names():
+    thresholds = load_module(PROMETHEUS_DIR / "thresholds.py")
+    names = [n for n in vars(thresholds) if not n.startswith("_")]
+    units = ("_ratio", "_seconds", "_messages", "_connections", "_count", "_per_window", "_per_second",
+             "_burn_rate", "_url")
+    assert names and all(n.endswith(units) for n in names), names
+
+
+def test_prometheus_config_keeps_addresses_in_targets_files():
+    config_text = (PROMETHEUS_DIR / "prometheus.yml").read_text()
+    assert not re.search(r"\d+\.\d+\.\d+\.\d+|localhost|:\d{2,5}\b", config_text)
+    config = yaml.safe_load(config_text)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == set(PROMETHEUS_JOBS)
+    metrics_md = (REPO / "docs" / "metrics.md").read_text()
+    for name, job in jobs.items():
+        assert job["file_sd_configs"] == [{"files": [f"targets/{name}.yml"]}]
+        targets = yaml.safe_load((PROMETHEUS_DIR / "targets" / f"{name}.yml").read_text())
+        address = targets[0]["targets"][0]
+        assert f"| `{name}` |" in metrics_md and address in metrics_md, (name, address)
+    assert config["alerting"]["alertmanagers"][0]["file_sd_configs"] == [{"files": ["targets/alertmanager.yml"]}]
+    assert config["rule_files"] == ["rules/*.yml"]
+
+
+def test_compressed_copy_divides_every_for_and_window(tmp_path, rule_files):
+    result = run(sys.executable, GENERATE, "--compress", "20", "--out", tmp_path, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    check = run("promtool", "check", "rules", "--lint=all", "--lint-fatal", *sorted(tmp_path.glob("*.yml")))
+    assert check.returncode == 0, check.stdout + check.stderr
+    compressed = {c: yaml.safe_load((tmp_path / f"{c}.yml").read_text()) for c in COMPONENTS}
+    pairs = [(a, b) for c in COMPONENTS
+             for ga, gb in zip(rule_files[c]["groups"], compressed[c]["groups"])
+             for a, b in zip(ga["rules"], gb["rules"])]
+    seconds = {"m": 60, "h": 3600, "d": 86400, "s": 1}
+    for prod, fast in pairs:
+        if "for" in prod:
+            value, unit = int(prod["for"][:-1]), prod["for"][-1]
+            assert fast["for"] == f"{value * seconds[unit] // 20}s", (prod["for"], fast["for"])
+    by_name = {r.get("record"): r for _, r in pairs}
+    assert "[180s]" in by_name["job:django_http_server_errors:ratio_rate1h"]["expr"]
+    assert "[12960s]" in by_name["job:django_http_server_errors:ratio_rate3d"]["expr"]
+    assert "[15s]" in by_name["view:django_http_requests:rate5m"]["expr"]
+    # everything except durations is identical, thresholds included
+    strip = re.compile(r"\[[^\]]*\]")
+    assert all(strip.sub("", a["expr"]) == strip.sub("", b["expr"]) for a, b in pairs)
+    assert all(a.get("labels") == b.get("labels") and a.get("annotations") == b.get("annotations") for a, b in pairs)
+
+
+def test_link_bases_come_from_the_environment(tmp_path):
+    env = clean_env() | {"RUNBOOK_BASE_URL": "https://runbooks.example.org/rb/",
+                         "GRAFANA_BASE_URL": "https://grafana.example.org"}
+    result = run(sys.executable, GENERATE, "--out", tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    rule = next(r for g in yaml.safe_load((tmp_path / "celery.yml").read_text())["groups"]
+                for r in g["rules"] if r.get("alert") == "CeleryWorkerDown")
+    assert rule["annotations"]["runbook_url"] == "https://runbooks.example.org/rb/CeleryWorkerDown.md"
+    assert rule["annotations"]["dashboard_url"] == "https://grafana.example.org/d/celery-queues?viewPanel=4"
+
+
+def test_check_reports_drift(tmp_path):
+    result = run(sys.executable, GENERATE, "--out", tmp_path, env=clean_env())
+    assert result.returncode == 0
+    assert run(sys.executable, GENERATE, "--check", "--out", tmp_path, env=clean_env()).returncode == 0
+    edited = tmp_path / "redis.yml"
+    edited.write_text(edited.read_text().replace("for: 1m", "for: 2m"))
+    drift = run(sys.executable, GENERATE, "--check", "--out", tmp_path, env=clean_env())
+    assert drift.returncode == 1 and "redis.yml" in drift.stderr
