@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install up down test lint lock clean
+.PHONY: help install up down status drill drills test rules dashboards lint lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,15 +19,33 @@ up: install ## run the whole stack on 127.0.0.1 in the foreground (Ctrl-C stops 
 down: ## stop the stack started by `make up` (from another terminal)
 	@scripts/down.sh
 
+status: ## show each process of the running stack
+	@scripts/status.sh
+
+drill: install ## run one fault drill on a time-compressed stack: make drill NAME=slow-view
+	@test -n "$(NAME)" || { echo "usage: make drill NAME=<drill>; names: python -m ops.drills --help"; exit 2; }
+	@$(PY) -m ops.drills $(NAME)
+
+drills: install ## run every fault drill and a healthy-load run; report under var/reports/
+	@$(PY) -m ops.drills
+
 test: install ## run the whole test suite (unit, integration with real servers, e2e)
 	@scripts/test.sh $(ARGS)
+
+rules: install ## regenerate ops/prometheus/rules/*.yml from ops/prometheus/generate.py
+	@$(PY) ops/prometheus/generate.py
+
+dashboards: install ## regenerate ops/grafana/dashboards/*.json and provisioning from ops/grafana/boards
+	@$(PY) ops/grafana/generate.py
 
 lint: install ## ruff over the code
 	@$(VENV)/bin/ruff check app tests ops bench
 
-lock: ## re-resolve requirements.lock from pyproject.toml (needs the network to PyPI)
-	@$(PY) -m pip install -q pip-tools && $(VENV)/bin/pip-compile -q --extra dev --generate-hashes \
-	  --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+lock: ## re-resolve requirements.lock and requirements-dev.lock from pyproject.toml (needs PyPI)
+	@$(PY) -m pip install -q pip-tools
+	@$(VENV)/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+	@$(VENV)/bin/pip-compile -q --extra dev --generate-hashes --strip-extras --allow-unsafe \
+	  -o requirements-dev.lock pyproject.toml
 
 clean: down ## remove var/ (database, logs, uploads) and the virtualenv
 	rm -rf var $(VENV)

@@ -5,6 +5,7 @@ Plain settings only: the hooks live in app/observability/gunicorn.py, which has 
 import os
 
 from app.env import env_int, env_str
+from app.observability import gunicorn as _hooks
 
 _var = env_str("OPS_VAR_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "var"))
 _name = env_str("GUNICORN_NAME", "web")
@@ -39,3 +40,13 @@ access_log_format = env_str(
     '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s" rid=%({x-request-id}i)s',
 )
 forwarded_allow_ips = env_str("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+# Metric and evidence hooks (app/observability/gunicorn.py); metric files go to PROMETHEUS_MULTIPROC_DIR.
+on_starting = _hooks.on_starting
+when_ready = _hooks.when_ready
+nworkers_changed = _hooks.nworkers_changed
+on_exit = _hooks.on_exit
+post_fork = _hooks.post_fork
+post_worker_init = _hooks.post_worker_init
+worker_exit = _hooks.worker_exit
+child_exit = _hooks.child_exit

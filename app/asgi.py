@@ -4,4 +4,8 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from app.observability import loop_lag
+
+application = loop_lag.instrument(django_application)

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "app.observability.middleware.RequestMiddleware",  # first: times everything below it
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -153,6 +154,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }
+if env_str("CELERY_BROKER_KEY_PREFIX", ""):  # Redis: share one database between stacks
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("CELERY_BROKER_KEY_PREFIX")
 
 # --- Jobs (JOBS_*) -----------------------------------------------------------------------
 JOBS_MAX_UPLOAD_BYTES = env_int("JOBS_MAX_UPLOAD_BYTES", 10 * 1024 * 1024, minimum=1)
@@ -172,3 +175,20 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads spool to a tempo
 # --- Drills (DRILLS_*) -------------------------------------------------------------------
 DRILLS_ENABLED = env_bool("DRILLS_ENABLED", False)
 DRILLS_TIMEOUT_SLEEP_SECONDS = env_float("DRILLS_TIMEOUT_SLEEP_SECONDS", 60.0, minimum=0)
+
+# --- Observability (OBS_*, SENTRY_*) -----------------------------------------------------
+# docs/web-observability.md explains each. Metric storage: PROMETHEUS_MULTIPROC_DIR (one per tier).
+OBS_SLOW_REQUEST_SECONDS = env_float("OBS_SLOW_REQUEST_SECONDS", 1.0, minimum=0.001)
+OBS_LOOP_LAG_INTERVAL_SECONDS = env_float("OBS_LOOP_LAG_INTERVAL_SECONDS", 0.1, minimum=0.005)
+OBS_LOOP_LAG_LOG_SECONDS = env_float("OBS_LOOP_LAG_LOG_SECONDS", 0.5, minimum=0.01)
+# django-prometheus' default buckets, plus the slow threshold so that le="<threshold>" exists.
+PROMETHEUS_LATENCY_BUCKETS = tuple(sorted({
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 25.0, 50.0, 75.0,
+    OBS_SLOW_REQUEST_SECONDS})) + (float("inf"),)
+SENTRY_DSN = env_str("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", DJANGO_ENV)
+SENTRY_RELEASE = env_str("SENTRY_RELEASE", "") or None
+# Errors only by default: tracing even 1 % of requests costs every request (docs/web-observability.md).
+SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0)
+if SENTRY_TRACES_SAMPLE_RATE > 1:
+    raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1")

@@ -2,8 +2,8 @@
 # Create .venv and install the locked packages (hash-checked) when the lock file changed.
 set -euo pipefail
 venv=${VENV:-.venv}
-lock=requirements.lock
-marker="$venv/.installed-$(sha256sum "$lock" pyproject.toml | sha256sum | cut -c1-16)"
+lock=requirements-dev.lock
+marker="$venv/.installed-$(sha256sum "$lock" | sha256sum | cut -c1-16)"
 [ -f "$marker" ] && exit 0
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"

@@ -25,4 +25,19 @@ export OPS_VAR_DIR OPS_HOST WEB_PORT ASGI_PORT WEB_METRICS_PORT ASGI_METRICS_POR
   REDIS_PORT REDIS_EXPORTER_PORT PROMETHEUS_PORT ALERTMANAGER_PORT INBOX_PORT CELERY_CONCURRENCY \
   CELERY_BROKER_URL DJANGO_ENV DJANGO_ALLOWED_HOSTS DJANGO_SECURE_SSL_REDIRECT DJANGO_SECURE_COOKIES \
   DJANGO_SECURE_HSTS_SECONDS
+# Web tiers' metrics: one prometheus_client multiprocess folder per tier (docs/web-observability.md).
+: "${WEB_METRICS_DIR:=$OPS_VAR_DIR/prometheus/web}"
+: "${ASGI_METRICS_DIR:=$OPS_VAR_DIR/prometheus/asgi}"
+: "${ASGI_WORKERS:=2}"
+export WEB_METRICS_DIR ASGI_METRICS_DIR ASGI_WORKERS
+# Celery: workers, the sweeper and the exporter share one metrics folder (docs/celery-observability.md).
+: "${CELERY_METRICS_DIR:=$OPS_VAR_DIR/prometheus/celery}"
+export CELERY_METRICS_DIR
 export PATH="$PWD/.venv/bin:$PATH"
+# Monitoring of the local stack (scripts/render_stack.py writes its config under var/ops/).
+: "${OPS_SCRAPE_INTERVAL:=}"        # empty: as in ops/prometheus/prometheus.yml
+: "${OPS_EVALUATION_INTERVAL:=}"
+: "${OPS_RULES_COMPRESS:=}"         # e.g. 20 for fault drills (docs/drills.md); empty: production rules
+: "${OPS_ALERTMANAGER_FAST:=0}"     # 1: notify within seconds (drills)
+: "${OPS_TRAFFIC_RATE:=2}"          # background requests per second; 0 sends none
+export OPS_SCRAPE_INTERVAL OPS_EVALUATION_INTERVAL OPS_RULES_COMPRESS OPS_ALERTMANAGER_FAST OPS_TRAFFIC_RATE

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the whole local stack in the foreground under honcho; Ctrl-C (or `make down`) stops it.
+# Run the whole local stack in the foreground under supervisord; Ctrl-C (or `make down`) stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/stack-env.sh
@@ -10,20 +10,30 @@ if [ -z "${DJANGO_SECRET_KEY:-}" ]; then
   DJANGO_SECRET_KEY=$(cat "$OPS_VAR_DIR/secret_key")
   export DJANGO_SECRET_KEY
 fi
-pidfile="$OPS_VAR_DIR/run/honcho.pid"
+if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
+  # Flower's login (user:password), made once per checkout like the secret key; Flower reads the variable.
+  [ -s "$OPS_VAR_DIR/flower_basic_auth" ] || (umask 077; python3 -c 'import secrets; print("admin:" + secrets.token_urlsafe(18))' >"$OPS_VAR_DIR/flower_basic_auth")
+  FLOWER_BASIC_AUTH=$(cat "$OPS_VAR_DIR/flower_basic_auth")
+  export FLOWER_BASIC_AUTH
+fi
+pidfile="$OPS_VAR_DIR/run/supervisord.pid"
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "up: the stack is already running (pid $(cat "$pidfile")); 'make down' stops it" >&2
   exit 1
 fi
 python manage.py migrate --noinput >"$OPS_VAR_DIR/log/migrate.log" 2>&1 || {
   cat "$OPS_VAR_DIR/log/migrate.log" >&2; exit 1; }
+python scripts/render_stack.py >/dev/null
 cat <<MSG
 up: starting the stack on $OPS_HOST (state, logs and pid files under $OPS_VAR_DIR)
-  web (WSGI)     http://$OPS_HOST:$WEB_PORT/healthz
+  web (WSGI)     http://$OPS_HOST:$WEB_PORT/healthz   metrics http://$OPS_HOST:$WEB_METRICS_PORT/metrics
+  web (ASGI)     http://$OPS_HOST:$ASGI_PORT/healthz   metrics http://$OPS_HOST:$ASGI_METRICS_PORT/metrics
   jobs API       http://$OPS_HOST:$WEB_PORT/api/imports/  (POST a CSV as field 'file')
-  Redis          redis://$OPS_HOST:$REDIS_PORT/0
-  logs           $OPS_VAR_DIR/log/stack.log   stop: Ctrl-C or 'make down'
+  Prometheus     http://$OPS_HOST:$PROMETHEUS_PORT/alerts
+  Celery         exporter http://$OPS_HOST:$EXPORTER_PORT/metrics   Flower http://$OPS_HOST:$FLOWER_PORT (login: $OPS_VAR_DIR/flower_basic_auth)
+  Alertmanager   http://$OPS_HOST:$ALERTMANAGER_PORT
+  inbox          http://$OPS_HOST:$INBOX_PORT/  (what would have paged)
+  Redis          redis://$OPS_HOST:$REDIS_PORT/0   exporter http://$OPS_HOST:$REDIS_EXPORTER_PORT/metrics
+  logs           $OPS_VAR_DIR/log/<process>.log   status: make status   stop: Ctrl-C or 'make down'
 MSG
-echo $$ >"$pidfile"
-# honcho replaces this shell, so the pid file names it; output also goes to a log file.
-exec honcho --no-colour -f ops/Procfile -d "$PWD" start > >(trap "" INT TERM; exec tee -a "$OPS_VAR_DIR/log/stack.log") 2>&1
+exec supervisord -c "$OPS_VAR_DIR/ops/supervisord.conf"

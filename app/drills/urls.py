@@ -11,4 +11,8 @@ urlpatterns = [
     path("sync-export/", views.sync_export, name="sync-export"),
     path("offloaded-export/", views.offloaded_export, name="offloaded-export"),
     path("worker-timeout/", views.worker_timeout, name="worker-timeout"),
+    path("error/", views.error, name="error"),
+    path("db-view/", views.db_view, name="db-view"),
+    path("tasks/", views.tasks, name="tasks"),
+    path("tasks/purge/", views.purge_default_queue, name="tasks-purge"),
 ]

@@ -9,6 +9,7 @@ from functools import wraps
 
 from django.conf import settings
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 
 from app.jobs import services
 
@@ -100,3 +101,72 @@ def worker_timeout(request):
     seconds = _seconds(request, settings.DRILLS_TIMEOUT_SLEEP_SECONDS)
     time.sleep(seconds)
     return JsonResponse({"drill": "worker-timeout", "slept": seconds})
+
+
+class DrillError(Exception):
+    """Raised on purpose by the error drill."""
+
+
+@drill
+def error(request):
+    """An unhandled exception in a view: a 500, an error event in Sentry, a 5xx in the metrics."""
+    raise DrillError("drill: an unhandled exception in a view")
+
+
+@drill
+def db_view(request):
+    """A realistic read-only view: a few queries and a small JSON body (the benchmark's second case)."""
+    from django.db.models import Count
+
+    from app.jobs.models import Job
+
+    by_state = dict(Job.objects.values_list("state").annotate(n=Count("id")).order_by())
+    recent = list(Job.objects.order_by("-created_at").values("id", "kind", "state", "progress")[:20])
+    total = Job.objects.count()
+    return JsonResponse({"total": total, "by_state": by_state,
+                         "recent": [{**job, "id": str(job["id"])} for job in recent]})
+
+
+_TASK_KINDS = {  # kind -> (task name, kwargs from the query string)
+    "ok": ("drills.ok", lambda q: {}),
+    "fail": ("drills.fail", lambda q: {}),
+    "retry": ("drills.retry", lambda q: {"times": int(q.get("times", 20))}),
+    "busy": ("drills.busy", lambda q: {"seconds": float(q.get("seconds", 2))}),
+    "sleep": ("drills.sleep", lambda q: {"seconds": float(q.get("seconds", 1.5)),
+                                         "ignore_soft_limit": q.get("ignore_soft_limit") == "1"}),
+}
+
+
+@csrf_exempt
+@drill
+def tasks(request):
+    """Enqueue drill tasks: POST ?kind=ok|fail|retry|busy|sleep&count=N (task-side drills)."""
+    from app.celery import app as celery_app
+
+    if request.method != "POST":
+        return JsonResponse({"error": "POST only"}, status=405)
+    kind = request.GET.get("kind", "")
+    if kind not in _TASK_KINDS:
+        return JsonResponse({"error": f"kind must be one of {', '.join(_TASK_KINDS)}"}, status=400)
+    try:
+        count = max(1, min(int(request.GET.get("count", 1)), 1000))
+        name, kwargs = _TASK_KINDS[kind][0], _TASK_KINDS[kind][1](request.GET)
+    except ValueError as exc:
+        return JsonResponse({"error": f"bad parameter: {exc}"}, status=400)
+    with celery_app.producer_or_acquire() as producer:
+        for _ in range(count):
+            celery_app.send_task(name, kwargs=kwargs, queue="default", producer=producer)
+    return JsonResponse({"drill": "tasks", "kind": kind, "count": count}, status=202)
+
+
+@csrf_exempt
+@drill
+def purge_default_queue(request):
+    """Drop the messages waiting in the default queue (where drill tasks go); jobs queues are kept."""
+    from app.celery import app as celery_app
+
+    if request.method != "POST":
+        return JsonResponse({"error": "POST only"}, status=405)
+    with celery_app.connection_for_write() as conn:
+        purged = conn.default_channel.queue_purge("default") or 0
+    return JsonResponse({"drill": "purge", "purged": purged})

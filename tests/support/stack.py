@@ -88,6 +88,15 @@ class Proc:
         self._log.close()
 
 
+def _wait_or_stop(proc: Proc, predicate: Callable[[], object], timeout: float, message: str) -> None:
+    """Wait for a just-started process to be ready; stop it if it never gets there."""
+    try:
+        wait_for(predicate, timeout, message)
+    except BaseException:
+        proc.stop()
+        raise
+
+
 def app_env(var_dir: Path, broker_url: str, **overrides: str) -> dict:
     """Environment of an app process: production settings, state under var_dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "JOBS_", "DRILLS_"))}
@@ -127,7 +136,7 @@ def start_redis(var_dir: Path, port: int | None = None) -> tuple[Proc, int]:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
 
-    wait_for(ready, 15, f"redis on port {port}")
+    _wait_or_stop(proc, ready, 15, f"redis on port {port}")
     return proc, port
 
 
@@ -145,7 +154,7 @@ def start_gunicorn(env: dict, var_dir: Path, name: str = "web", app: str = "app.
         assert proc.alive(), f"gunicorn exited:\n{proc.log()[-3000:]}"
         return requests.get(f"{url}/healthz", timeout=2).status_code == 200
 
-    wait_for(up, 30, f"gunicorn {name} on {url}")
+    _wait_or_stop(proc, up, 30, f"gunicorn {name} on {url}")
     return proc, url
 
 
@@ -160,5 +169,5 @@ def start_celery_worker(env: dict, var_dir: Path, name: str = "w1", queues: str 
         assert proc.alive(), f"{proc.name} exited:\n{proc.log()[-3000:]}"
         return "ready." in proc.log()
 
-    wait_for(ready, 60, f"celery worker {name} ready")
+    _wait_or_stop(proc, ready, 60, f"celery worker {name} ready")
     return proc

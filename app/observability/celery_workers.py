@@ -1,0 +1,105 @@
+"""Worker liveness and capacity, from heartbeats only: up/down, tasks active, pool size, queues.
+
+Worker side: with each heartbeat (every 2 s) the worker's main process also sends a small
+`worker-ops` event with its pool size and the queues it consumes. Exporter side: a
+WorkerTracker fed by the `worker.#` events alone (the broker filters them by routing key, so
+the exporter's load does not grow with the task rate). A worker is down when it said so
+(worker-offline) or when no heartbeat came for `timeout` seconds: a SIGKILLed worker sends
+nothing, so silence is the only signal. Silence is judged only while the exporter's event
+connection is up: a broker outage is not a fleet of dead workers.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from celery import signals
+
+OPS_EVENT = "worker-ops"
+_consumer = {"ref": None}  # the worker's Consumer, set when the worker is ready (main process only)
+
+
+def _on_worker_ready(sender=None, **_):
+    _consumer["ref"] = sender
+
+
+def _on_heartbeat(sender=None, **_):
+    consumer = _consumer["ref"]
+    if consumer is None or not getattr(sender, "eventer", None):
+        return
+    queues = sorted(q.name for q in getattr(consumer.task_consumer, "queues", []) or [])
+    sender.eventer.send(OPS_EVENT, concurrency=consumer.pool.num_processes, queues=queues)
+
+
+def connect() -> None:
+    """Connect the worker-side receivers."""
+    signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="obs.worker_ready")
+    signals.heartbeat_sent.connect(_on_heartbeat, weak=False, dispatch_uid="obs.heartbeat_sent")
+
+
+@dataclass
+class WorkerState:
+    up: bool = True
+    last_seen: float = 0.0  # monotonic time of the last event received from it
+    active: int = 0
+    concurrency: int | None = None
+    queues: list[str] = field(default_factory=list)
+
+
+class WorkerTracker:
+    """Worker state from worker events; thread-safe (events arrive on one thread, scrapes on others)."""
+
+    def __init__(self, timeout: float, clock=time.monotonic):
+        self.timeout, self._clock = timeout, clock
+        self._lock = threading.Lock()
+        self._workers: dict[str, WorkerState] = {}
+        self._listening_since: float | None = None
+
+    def handlers(self) -> dict:
+        return {"worker-heartbeat": self._on_alive, "worker-online": self._on_alive,
+                OPS_EVENT: self._on_ops, "worker-offline": self._on_offline}
+
+    def listening(self, yes: bool) -> None:
+        """The event connection came up (True) or went down (False)."""
+        with self._lock:
+            self._listening_since = self._clock() if yes else None
+
+    def _seen(self, event: dict) -> WorkerState:
+        worker = self._workers.setdefault(event["hostname"], WorkerState())
+        worker.up, worker.last_seen = True, self._clock()
+        return worker
+
+    def _on_alive(self, event: dict) -> None:
+        with self._lock:
+            self._seen(event).active = int(event.get("active") or 0)
+
+    def _on_ops(self, event: dict) -> None:
+        with self._lock:
+            worker = self._seen(event)
+            worker.concurrency, worker.queues = event.get("concurrency"), list(event.get("queues") or [])
+
+    def _on_offline(self, event: dict) -> None:
+        with self._lock:
+            worker = self._workers.setdefault(event["hostname"], WorkerState())
+            worker.up, worker.active, worker.last_seen = False, 0, self._clock()
+
+    def snapshot(self) -> dict[str, WorkerState]:
+        """Current state; marks down the workers silent for longer than the timeout."""
+        with self._lock:
+            now = self._clock()
+            if self._listening_since is not None:
+                for worker in self._workers.values():
+                    if worker.up and now - max(worker.last_seen, self._listening_since) > self.timeout:
+                        worker.up, worker.active = False, 0
+            return {name: WorkerState(w.up, w.last_seen, w.active, w.concurrency, list(w.queues))
+                    for name, w in self._workers.items()}
+
+    def forget(self, after: float) -> None:
+        """Drop workers down for longer than `after` seconds (0: never), as celery-exporter's purge."""
+        if after <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            for name in [n for n, w in self._workers.items() if not w.up and now - w.last_seen > after]:
+                del self._workers[name]

@@ -1,0 +1,141 @@
+"""What each worker is serving, kept where the master can read it after the worker died.
+
+A worker keeps its requests in flight in a small shared-memory file (an mmap: a write is a
+memory copy, no syscall) and arms faulthandler to dump every thread's stack to a pre-opened
+file when the master's SIGABRT (or a crash signal) arrives. faulthandler writes from the C signal handler without
+taking any lock, so the dump works even when the worker is stuck inside C code or holds a
+lock itself; then the previous handler (gunicorn's) runs as before. The master reads both
+files when it reaps the worker, after the process is gone: nothing is read half-written.
+"""
+from __future__ import annotations
+
+import faulthandler
+import itertools
+import json
+import mmap
+import os
+import threading
+import time
+
+_SIZE = 16384
+_MAX_SHOWN = 20  # an ASGI worker may serve thousands at once; the oldest few tell the story
+_HEADER = 4
+
+
+class _Record:
+    def __init__(self, path: str):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, _SIZE)
+            self.mm = mmap.mmap(fd, _SIZE)
+        finally:
+            os.close(fd)
+        self.lock = threading.Lock()
+        self.inflight: dict[int, dict] = {}
+        self.served = 0
+        self.exit: dict | None = None
+        self.ids = itertools.count()
+
+    def flush(self) -> None:
+        shown = sorted(self.inflight.values(), key=lambda e: e["started"])[:_MAX_SHOWN]
+        body = json.dumps({"pid": os.getpid(), "served": self.served, "in_flight": len(self.inflight),
+                           "requests": shown, "exit": self.exit}, separators=(",", ":")).encode()
+        if len(body) > _SIZE - _HEADER:
+            body = json.dumps({"pid": os.getpid(), "served": self.served, "in_flight": len(self.inflight),
+                               "requests": [], "exit": self.exit, "truncated": True}).encode()
+        self.mm[_HEADER:_HEADER + len(body)] = body
+        self.mm[:_HEADER] = len(body).to_bytes(_HEADER, "little")
+
+
+_record: _Record | None = None
+_stack_file = None
+
+
+def paths(state_dir: str, pid: int) -> tuple[str, str]:
+    """The request record and stack dump files of the worker with this pid."""
+    return os.path.join(state_dir, f"requests-{pid}.json"), os.path.join(state_dir, f"stack-{pid}.txt")
+
+
+def arm(state_dir: str) -> None:
+    """In a worker: open its record, and dump all stacks to its stack file on SIGABRT."""
+    global _record, _stack_file
+    record_path, stack_path = paths(state_dir, os.getpid())
+    _record = _Record(record_path)
+    _record.flush()
+    _stack_file = open(stack_path, "w")  # noqa: SIM115 (open for the process's life: the handler only write()s)
+    # SIGABRT is one of faulthandler's fatal signals: the dump runs first, then the handler that
+    # was there before (gunicorn's, which exits the worker) as if faulthandler were not there.
+    faulthandler.enable(file=_stack_file, all_threads=True)
+
+
+def begin(view: str, method: str, path: str, request_id: str) -> int | None:
+    """Note a request starting; return a token for end(), None when no record is armed."""
+    record = _record
+    if record is None:
+        return None
+    with record.lock:
+        token = next(record.ids)
+        record.inflight[token] = {"view": view, "method": method, "path": path[:300],
+                                  "request_id": request_id, "started": time.time()}
+        record.served += 1
+        # No flush here: set_view() writes the entry once the URL resolved, with the view in it.
+    return token
+
+
+def set_view(token: int | None, view: str) -> None:
+    """Name the view once the URL resolved."""
+    record = _record
+    if record is None or token is None:
+        return
+    with record.lock:
+        entry = record.inflight.get(token)
+        if entry is not None:
+            entry["view"] = view
+            record.flush()
+
+
+def end(token: int | None) -> None:
+    record = _record
+    if record is None or token is None:
+        return
+    with record.lock:
+        record.inflight.pop(token, None)
+        record.flush()
+
+
+def served() -> int:
+    return _record.served if _record else 0
+
+
+def note_exit(code: int, recycled: bool) -> None:
+    """In a worker that is ending in Python: leave its exit code for the master."""
+    record = _record
+    if record is None:
+        return
+    with record.lock:
+        record.exit = {"code": code, "recycled": recycled}
+        record.flush()
+
+
+def collect(state_dir: str, pid: int) -> tuple[dict, str]:
+    """In the master, after reaping: the worker's last record and stack dump; both files removed."""
+    record_path, stack_path = paths(state_dir, pid)
+    record, stack = {}, ""
+    try:
+        with open(record_path, "rb") as f:
+            raw = f.read()
+        size = int.from_bytes(raw[:_HEADER], "little")
+        record = json.loads(raw[_HEADER:_HEADER + size]) if 0 < size <= len(raw) - _HEADER else {}
+    except (OSError, ValueError):
+        record = {}
+    try:
+        with open(stack_path, errors="replace") as f:
+            stack = f.read()
+    except OSError:
+        pass
+    for path in (record_path, stack_path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return record, stack

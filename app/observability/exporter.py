@@ -1,0 +1,233 @@
+"""The Celery exporter service: `python -m app.observability.exporter` (settings: docs/celery-observability.md).
+
+/metrics serves three things: the task counters and histograms the workers and producers
+wrote to the multiprocess directory (app/observability/celery_metrics.py), the queue lengths
+this process measures on the broker on a timer (celery_queues.py), and worker state from
+heartbeats (celery_workers.py). /health answers 200, or 503 with the reason while the broker
+cannot be reached. Broker errors never stop the process: it logs them, reports
+celery_exporter_broker_up 0 and retries, so a Redis restart is a gap, not a crash loop.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from celery.events.receiver import EventReceiver
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from app.env import env_float, env_int, env_list, env_str
+from app.observability import celery_queues
+from app.observability.celery_workers import WorkerTracker
+
+log = logging.getLogger("app.observability.exporter")
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 9808
+    poll_seconds: float = 5.0
+    worker_timeout_seconds: float = 10.0
+    worker_forget_seconds: float = 3600.0
+    extra_queues: list[str] = field(default_factory=list)
+    metrics_dir: str | None = None
+
+    @classmethod
+    def from_env(cls) -> Config:
+        return cls(
+            host=env_str("EXPORTER_HOST") or env_str("OPS_HOST") or "127.0.0.1",
+            port=env_int("EXPORTER_PORT", 9808, minimum=0),
+            poll_seconds=env_float("EXPORTER_POLL_SECONDS", 5.0, minimum=0.1),
+            worker_timeout_seconds=env_float("EXPORTER_WORKER_TIMEOUT_SECONDS", 10.0, minimum=1.0),
+            worker_forget_seconds=env_float("EXPORTER_WORKER_FORGET_SECONDS", 3600.0, minimum=0),
+            extra_queues=env_list("EXPORTER_QUEUES", []),
+            # The workers' multiprocess folder; EXPORTER_METRICS_DIR keeps the exporter itself out of it.
+            metrics_dir=env_str("EXPORTER_METRICS_DIR") or env_str("PROMETHEUS_MULTIPROC_DIR") or None,
+        )
+
+
+def app_queues(celery_app) -> list[str]:
+    """The queues named in the Celery configuration (task_queues and the default queue)."""
+    names = [q.name for q in (celery_app.conf.task_queues or [])]
+    return list(dict.fromkeys([*names, celery_app.conf.task_default_queue]))
+
+
+class _Receiver(EventReceiver):
+    def __init__(self, *args, on_ready, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._on_ready = on_ready
+
+    def on_consume_ready(self, connection, channel, consumers, **kwargs):
+        self._on_ready()
+        super().on_consume_ready(connection, channel, consumers, **kwargs)  # asks workers to beat now
+
+
+class Exporter:
+    """Polls the broker, follows worker events, and renders the metrics."""
+
+    def __init__(self, celery_app, config: Config):
+        self.app, self.config = celery_app, config
+        self.queues = list(dict.fromkeys([*app_queues(celery_app), *config.extra_queues]))
+        self.workers = WorkerTracker(config.worker_timeout_seconds)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._queue_stats: dict[str, celery_queues.QueueStats] = {}
+        self._broker_error: str | None = "no broker poll yet"
+        self.registry = CollectorRegistry(auto_describe=False)
+        if config.metrics_dir:
+            os.makedirs(config.metrics_dir, exist_ok=True)  # the exporter may start before any worker
+            MultiProcessCollector(self.registry, path=config.metrics_dir)
+        self.registry.register(self)
+
+    # --- broker polling ---------------------------------------------------------------------
+    def poll_once(self, connection) -> None:
+        connection.ensure_connection(max_retries=1)
+        stats = celery_queues.measure(connection, self.queues)
+        with self._lock:
+            if self._broker_error:
+                log.info("broker %s reachable; measuring queues %s", connection.as_uri(), ", ".join(self.queues))
+            self._queue_stats, self._broker_error = stats, None
+
+    def _poll_loop(self) -> None:
+        connection, last_logged = None, (None, 0.0)
+        while not self._stop.is_set():
+            try:
+                connection = connection or self.app.connection_for_read()
+                self.poll_once(connection)
+            except Exception as exc:  # noqa: BLE001 - any broker failure is reported, never fatal
+                reason = f"{type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._broker_error = reason
+                if reason != last_logged[0] or time.monotonic() - last_logged[1] > 60:
+                    where = connection.as_uri() if connection is not None else "(unusable broker URL)"
+                    log.error("broker %s unreachable, retrying every %.1f s: %s", where,
+                              self.config.poll_seconds, reason)
+                    last_logged = (reason, time.monotonic())
+                if connection is not None:
+                    connection.collect()  # drop the broken sockets; the next poll reconnects
+                    connection = None
+            self._stop.wait(self.config.poll_seconds)
+
+    # --- worker events ------------------------------------------------------------------------
+    def _event_loop(self) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                with self.app.connection_for_read() as connection:
+                    receiver = _Receiver(connection, handlers=self.workers.handlers(), routing_key="worker.#",
+                                         app=self.app, on_ready=lambda: self.workers.listening(True))
+                    delay = 1.0
+                    receiver.capture(limit=None, timeout=None, wakeup=True)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("worker event stream lost (%s: %s); reconnecting in %.0f s",
+                            type(exc).__name__, exc, delay)
+            self.workers.listening(False)
+            self._stop.wait(delay)
+            delay = min(delay * 2, 10.0)
+
+    # --- rendering ---------------------------------------------------------------------------
+    def health(self) -> tuple[bool, str]:
+        with self._lock:
+            error = self._broker_error
+        return (False, f"broker unreachable: {error}") if error else (True, "ok")
+
+    def collect(self):
+        with self._lock:
+            stats, broker_up = dict(self._queue_stats), self._broker_error is None
+        workers = self.workers.snapshot()
+        self.workers.forget(self.config.worker_forget_seconds)
+        gauges = {name: GaugeMetricFamily(name, doc, labels=labels) for name, doc, labels in [
+            ("celery_queue_length", "Messages waiting in the broker queue (all priorities).", ["queue_name"]),
+            ("celery_active_consumer_count", "Consumers of the queue.", ["queue_name"]),
+            ("celery_active_worker_count", "Live workers consuming the queue.", ["queue_name"]),
+            ("celery_active_process_count", "Pool processes of the live workers consuming the queue.",
+             ["queue_name"]),
+            ("celery_worker_up", "1 while the worker sends heartbeats.", ["hostname"]),
+            ("celery_worker_tasks_active", "Tasks the worker is running now.", ["hostname"]),
+            ("celery_worker_concurrency", "Pool size of the worker.", ["hostname"]),
+        ]}
+        for queue in self.queues:
+            live = [w for w in workers.values() if w.up and queue in w.queues]
+            worker_count = len(live)
+            consumers = stats[queue].consumers if queue in stats else None
+            if queue in stats:
+                gauges["celery_queue_length"].add_metric([queue], stats[queue].length)
+            gauges["celery_active_consumer_count"].add_metric([queue], worker_count if consumers is None
+                                                              else consumers)
+            gauges["celery_active_worker_count"].add_metric([queue], worker_count)
+            gauges["celery_active_process_count"].add_metric([queue], sum(w.concurrency or 0 for w in live))
+        for hostname, worker in sorted(workers.items()):
+            gauges["celery_worker_up"].add_metric([hostname], 1 if worker.up else 0)
+            gauges["celery_worker_tasks_active"].add_metric([hostname], worker.active)
+            if worker.up and worker.concurrency is not None:
+                gauges["celery_worker_concurrency"].add_metric([hostname], worker.concurrency)
+        yield from gauges.values()
+        broker = GaugeMetricFamily("celery_exporter_broker_up", "1 when the last broker poll succeeded.")
+        broker.add_metric([], 1 if broker_up else 0)
+        yield broker
+
+    # --- process ------------------------------------------------------------------------------
+    def start(self) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer((self.config.host, self.config.port), _handler(self))
+        server.daemon_threads = True
+        for target, name in [(self._poll_loop, "broker-poll"), (self._event_loop, "worker-events"),
+                             (server.serve_forever, "http")]:
+            threading.Thread(target=target, name=name, daemon=True).start()
+        host, port = server.server_address[:2]
+        log.info("celery exporter on http://%s:%s/metrics (queues %s, worker timeout %.0f s)", host, port,
+                 ", ".join(self.queues), self.config.worker_timeout_seconds)
+        return server
+
+    def stop(self, server: ThreadingHTTPServer) -> None:
+        self._stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _handler(exporter: Exporter):
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(exporter.registry)
+            elif path in ("/health", "/healthz"):
+                ok, reason = exporter.health()
+                status, ctype, body = (200 if ok else 503), "text/plain; charset=utf-8", reason.encode() + b"\n"
+            else:
+                status, ctype, body = 404, "text/plain; charset=utf-8", b"not found: try /metrics or /health\n"
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format, *args):
+            pass
+
+    return Handler
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("EXPORTER_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from app.celery import app as celery_app
+
+    exporter = Exporter(celery_app, Config.from_env())
+    server = exporter.start()
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    stopped.wait()
+    log.info("stopping")
+    exporter.stop(server)
+
+
+if __name__ == "__main__":
+    main()

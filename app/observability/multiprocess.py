@@ -1,0 +1,95 @@
+"""prometheus_client multiprocess storage whose file count is bounded by the live processes.
+
+Stock multiprocess mode names its files by pid: every recycled gunicorn worker or Celery
+child leaves files behind, and every scrape reads them all (prometheus/client_python #204,
+#568). Here a process writes to the files of a *slot*: the lowest slot number whose lock file
+no live process holds. The lock is an flock, which the kernel drops when its holder dies
+(SIGKILL included), so a new process takes over a dead one's slot and its counters continue
+from the values in the files: exact, never backwards. Live gauges of the dead owner are
+removed when the slot is taken, as mark_process_dead would do.
+
+install() must run before the first metric is created; app/__init__.py calls it.
+"""
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import threading
+
+from prometheus_client import CollectorRegistry, values
+from prometheus_client import multiprocess as _mp
+
+_lock = threading.RLock()  # install() holds it while MultiProcessValue calls _identifier()
+_state: dict = {"pid": None, "fd": None, "ident": None, "role": None, "installed": False}
+
+
+def directory() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def _claim(path: str, role: str) -> tuple[int, str]:
+    for n in itertools.count():
+        ident = f"{role}-{n}"
+        fd = os.open(os.path.join(path, f"{ident}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _mp.mark_process_dead(ident, path)  # the previous owner is dead: drop its live gauges
+        return fd, ident
+    raise AssertionError("unreachable")
+
+
+def _identifier() -> str:
+    """The calling process's slot id, claimed on first use in each process (after every fork)."""
+    pid = os.getpid()
+    if _state["pid"] == pid:
+        return _state["ident"]
+    with _lock:
+        if _state["pid"] != pid:
+            inherited = _state["fd"]
+            if inherited is not None:
+                os.close(inherited)  # the parent's slot: our copy of its fd must not keep it locked
+            role = _state["role"] or os.environ.get("OBS_METRICS_ROLE", "proc")
+            _state["fd"], _state["ident"] = _claim(directory(), role)
+            _state["pid"] = pid
+    return _state["ident"]
+
+
+def install() -> bool:
+    """Make every metric created from now on write slot-named files; False when not in multiprocess mode."""
+    path = directory()
+    if not path:
+        return False
+    os.makedirs(path, exist_ok=True)
+    with _lock:
+        if not _state["installed"]:
+            values.ValueClass = values.MultiProcessValue(process_identifier=_identifier)
+            _state["installed"] = True
+    return True
+
+
+def setup(role: str = "") -> str:
+    """Install, and claim a slot for this process now under the given role name; return the slot id.
+
+    Taking a new slot is safe at any time: the old slot's files keep what was counted there,
+    the collector sums over all files, and the next process to take the old slot continues it.
+    """
+    if not install():
+        return ""
+    with _lock:
+        if role and role != _state["role"]:
+            _state["role"] = role
+            if _state["pid"] == os.getpid():
+                os.close(_state["fd"])  # release the old slot; _identifier claims one under the role
+                _state["fd"], _state["pid"] = None, None
+    return _identifier()
+
+
+def collector_registry() -> CollectorRegistry:
+    """A registry that merges every slot's files, for a metrics endpoint."""
+    registry = CollectorRegistry()
+    _mp.MultiProcessCollector(registry, path=directory())
+    return registry

@@ -1,0 +1,223 @@
+"""Run fault drills against a local stack: inject, wait for the alerts, remove, wait for quiet.
+
+The stack is the one `make up` runs (scripts/up.sh under supervisord), started here with its
+own ports and var folder and, for drills, time-compressed rules (docs/drills.md). Faults come
+from the app's drill endpoints and tasks and from real process faults (supervisorctl).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT_VARS = ("WEB_PORT", "ASGI_PORT", "WEB_METRICS_PORT", "ASGI_METRICS_PORT", "FLOWER_PORT", "EXPORTER_PORT",
+             "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT")
+HOST = "127.0.0.1"
+
+# The drill stack: rules 20x faster, 1 s scrapes, notifications within seconds, small pools so a
+# few requests saturate them, and a short gunicorn timeout for the worker-timeout drill.
+DRILL_ENV = {
+    "OPS_RULES_COMPRESS": "20",
+    "OPS_SCRAPE_INTERVAL": "1s",
+    "OPS_EVALUATION_INTERVAL": "1s",
+    "OPS_ALERTMANAGER_FAST": "1",
+    "OPS_TRAFFIC_RATE": "3",
+    "DRILLS_ENABLED": "1",
+    "GUNICORN_WORKERS": "2",
+    "ASGI_WORKERS": "1",
+    "GUNICORN_TIMEOUT": "6",
+    "DRILLS_TIMEOUT_SLEEP_SECONDS": "10",
+    "CELERY_CONCURRENCY": "2",
+}
+
+
+class DrillFailed(AssertionError):
+    """A drill's expectation was not met; the message says which and what was seen."""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def http(url: str, data: bytes | None = None, timeout: float = 10.0, method: str | None = None):
+    """Return (status, body bytes); HTTP errors are answers, not exceptions."""
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclass
+class Stack:
+    """A running local stack, addressed by its environment (ports and var folder)."""
+
+    env: dict
+    proc: subprocess.Popen | None = None
+
+    @classmethod
+    def start(cls, var_dir: Path, extra_env: dict | None = None, timeout: float = 120.0) -> "Stack":
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "OPS_", "GUNICORN_"))}
+        env.update({name: str(_free_port()) for name in PORT_VARS})
+        env.update(DRILL_ENV)
+        env.update(extra_env or {})
+        env["OPS_VAR_DIR"] = str(var_dir)
+        var_dir.mkdir(parents=True, exist_ok=True)
+        log = open(var_dir / "up.log", "ab")
+        proc = subprocess.Popen([str(ROOT / "scripts/up.sh")], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        stack = cls(env=env, proc=proc)
+        try:
+            stack.wait_ready(timeout)
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def url(self, port_var: str) -> str:
+        return f"http://{HOST}:{self.env[port_var]}"
+
+    @property
+    def var_dir(self) -> Path:
+        return Path(self.env["OPS_VAR_DIR"])
+
+    def wait_ready(self, timeout: float) -> None:
+        def ready():
+            if self.proc and self.proc.poll() is not None:
+                raise DrillFailed(f"the stack exited; see {self.var_dir}/up.log and {self.var_dir}/log/")
+            targets = self.prom("/api/v1/targets")["activeTargets"]
+            down = [t["labels"]["job"] for t in targets if t["health"] != "up"]
+            return len(targets) >= 6 and not down
+        wait_until(ready, timeout, "every scrape target of the stack to be up")
+
+    def stop(self) -> None:
+        subprocess.run([str(ROOT / "scripts/down.sh")], cwd=ROOT, env=self.env, capture_output=True, timeout=180)
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    # --- what the stack shows ---------------------------------------------------------------
+    def prom(self, path: str, **params) -> dict | list:
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        status, body = http(self.url("PROMETHEUS_PORT") + path + query)
+        if status != 200:
+            raise RuntimeError(f"Prometheus {path}: HTTP {status}")
+        return json.loads(body)["data"]
+
+    def query(self, expr: str) -> list:
+        return self.prom("/api/v1/query", query=expr)["result"]
+
+    def alerts(self, state: str = "firing") -> set[str]:
+        return {a["labels"]["alertname"] for a in self.prom("/api/v1/alerts")["alerts"] if a["state"] == state}
+
+    def notifications(self) -> list[dict]:
+        status, body = http(self.url("INBOX_PORT") + "/api/notifications")
+        if status != 200:
+            raise RuntimeError(f"inbox: HTTP {status}")
+        data = json.loads(body)
+        return data["notifications"] if isinstance(data, dict) else data
+
+    # --- process faults ---------------------------------------------------------------------
+    def supervisorctl(self, *args: str) -> str:
+        conf = self.var_dir / "ops/supervisord.conf"
+        out = subprocess.run(["supervisorctl", "-c", str(conf), *args], cwd=ROOT, env=self.env,
+                             capture_output=True, text=True, timeout=60)
+        return out.stdout + out.stderr
+
+    def program_pid(self, name: str) -> int:
+        out = self.supervisorctl("pid", name).strip()
+        if not out.isdigit() or out == "0":
+            raise DrillFailed(f"{name} is not running: {out!r}")
+        return int(out)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except DrillFailed:
+            raise
+        except Exception as exc:  # the stack may be momentarily unreachable; keep polling
+            last = exc
+        time.sleep(interval)
+    raise DrillFailed(f"timed out after {timeout:.0f} s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+class Load:
+    """Closed-loop load: `clients` threads request `url` back to back until stopped."""
+
+    def __init__(self, url: str, clients: int, timeout: float = 30.0, pause: float = 0.0):
+        self.url, self.timeout, self.pause = url, timeout, pause
+        self._stop = threading.Event()
+        self.sent = 0
+        self.statuses: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, _ = http(self.url, timeout=self.timeout)
+            except (OSError, urllib.error.URLError):
+                status = 0
+            with self._lock:
+                self.sent += 1
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+            if self.pause:
+                self._stop.wait(self.pause)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+
+
+@dataclass
+class Result:
+    name: str
+    expected: list[str]
+    fired: dict[str, float] = field(default_factory=dict)  # alert -> seconds from injection to firing
+    notified: dict[str, float] = field(default_factory=dict)  # alert -> seconds to reach the inbox
+    inhibited: set[str] = field(default_factory=set)  # held back by an Alertmanager inhibition rule
+    resolved_after: float | None = None  # seconds from removal until no expected alert fired
+    seen: set[str] = field(default_factory=set)  # every alert that fired during the drill
+    unexpected: set[str] = field(default_factory=set)
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    window: tuple[float, float, float] | None = None  # injected, removed, ended (unix times)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and set(self.expected) <= set(self.fired) and not self.unexpected
+
+    def summary(self) -> dict:
+        return {
+            "drill": self.name, "ok": self.ok, "expected": self.expected,
+            "time_to_fire_seconds": {k: round(v, 1) for k, v in self.fired.items()},
+            "time_to_notify_seconds": {k: round(v, 1) for k, v in self.notified.items()},
+            "inhibited": sorted(self.inhibited),
+            "resolved_after_seconds": None if self.resolved_after is None else round(self.resolved_after, 1),
+            "alerts_seen": sorted(self.seen), "unexpected": sorted(self.unexpected), "error": self.error,
+        }

@@ -1,0 +1,62 @@
+"""WorkerTracker: up from heartbeats, down on offline or silence, silence judged only while listening."""
+from app.observability.celery_workers import WorkerTracker
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def _tracker():
+    clock = Clock()
+    tracker = WorkerTracker(timeout=10, clock=clock)
+    tracker.listening(True)
+    return tracker, clock
+
+
+def test_a_silent_worker_is_down_after_the_timeout_and_its_active_tasks_are_zero():
+    tracker, clock = _tracker()
+    h = tracker.handlers()
+    h["worker-heartbeat"]({"hostname": "w1@a", "active": 2})
+    h["worker-ops"]({"hostname": "w1@a", "concurrency": 4, "queues": ["default"]})
+    clock.now += 9
+    assert tracker.snapshot()["w1@a"].up
+    clock.now += 2
+    state = tracker.snapshot()["w1@a"]
+    assert (state.up, state.active, state.concurrency, state.queues) == (False, 0, 4, ["default"])
+    h["worker-heartbeat"]({"hostname": "w1@a", "active": 1})
+    assert tracker.snapshot()["w1@a"].up
+
+
+def test_worker_offline_is_down_at_once():
+    tracker, _ = _tracker()
+    tracker.handlers()["worker-online"]({"hostname": "w1@a"})
+    tracker.handlers()["worker-offline"]({"hostname": "w1@a"})
+    assert not tracker.snapshot()["w1@a"].up
+
+
+def test_a_broker_outage_does_not_mark_workers_down_and_the_timeout_restarts_on_reconnect():
+    tracker, clock = _tracker()
+    tracker.handlers()["worker-heartbeat"]({"hostname": "w1@a", "active": 0})
+    tracker.listening(False)
+    clock.now += 60
+    assert tracker.snapshot()["w1@a"].up
+    tracker.listening(True)
+    clock.now += 9
+    assert tracker.snapshot()["w1@a"].up
+    clock.now += 2
+    assert not tracker.snapshot()["w1@a"].up
+
+
+def test_down_workers_are_forgotten_after_the_purge_delay():
+    tracker, clock = _tracker()
+    tracker.handlers()["worker-offline"]({"hostname": "w1@a"})
+    clock.now += 30
+    tracker.forget(60)
+    assert "w1@a" in tracker.snapshot()
+    clock.now += 31
+    tracker.forget(60)
+    assert tracker.snapshot() == {}

@@ -1,0 +1,82 @@
+"""Slot-named multiprocess files: bounded by live processes, counters exact across deaths."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from prometheus_client import CollectorRegistry, multiprocess
+
+from tests.support.stack import ROOT
+
+_CHILD = textwrap.dedent("""
+    import os, sys, time
+    from app.observability import multiprocess
+    multiprocess.setup(sys.argv[1])
+    from prometheus_client import Counter, Gauge
+    done = Counter("drill_done", "work done")
+    busy = Gauge("drill_busy", "busy now", multiprocess_mode="livesum")
+    done.inc()
+    busy.set(1)
+    print(multiprocess.setup(sys.argv[1]), flush=True)
+    if sys.argv[2] == "hang":
+        time.sleep(60)
+""")
+
+
+def _run(tmp_path, role="w", mode="exit"):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    return subprocess.Popen([sys.executable, "-c", _CHILD, role, mode], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def _samples(path):
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(path))
+    return {s.name: s.value for m in registry.collect() for s in m.samples}
+
+
+def test_sequential_processes_reuse_one_slot_and_counters_add_up(tmp_path):
+    slots = set()
+    for _ in range(12):
+        child = _run(tmp_path)
+        slots.add(child.communicate(timeout=30)[0].strip())
+        assert child.returncode == 0
+    assert slots == {"w-0"}
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == ["counter_w-0.db", "gauge_livesum_w-0.db"]
+    assert _samples(tmp_path)["drill_done_total"] == 12
+
+
+def test_concurrent_processes_get_distinct_slots(tmp_path):
+    children = [_run(tmp_path, mode="hang") for _ in range(3)]
+    try:
+        slots = {c.stdout.readline().strip() for c in children}
+        assert slots == {"w-0", "w-1", "w-2"}
+        assert _samples(tmp_path)["drill_busy"] == 3
+    finally:
+        for c in children:
+            c.kill()
+            c.wait()
+            c.stdout.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_process_frees_its_slot_and_its_live_gauge(tmp_path, sig):
+    victim = _run(tmp_path, mode="hang")
+    assert victim.stdout.readline().strip() == "w-0"
+    victim.send_signal(sig)
+    victim.wait()
+    victim.stdout.close()
+    successor = _run(tmp_path)
+    assert successor.communicate(timeout=30)[0].strip() == "w-0"
+    samples = _samples(tmp_path)
+    assert samples["drill_done_total"] == 2  # the dead process's count is kept
+    assert samples["drill_busy"] == 1  # only the live successor's gauge (it had not exited yet when set)
+
+
+def test_not_in_multiprocess_mode_setup_is_a_no_op(monkeypatch):
+    from app.observability import multiprocess as ours
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert ours.setup("x") == ""
