@@ -1,6 +1,7 @@
 """`python -m ops.drills [NAME ...]`: start a time-compressed stack, run drills, write the report.
 
-With no NAME every drill runs, then a healthy-load run of the same length as the longest drill.
+With no NAME a healthy-load run comes first (on the fresh stack: the SLO burn the drills cause
+fades over compressed hours), then every drill.
 The report goes to var/reports/drills-<time>/ (report.md, report.json, one PNG per drill).
 """
 import argparse
@@ -17,7 +18,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"drills to run (default all): {', '.join(DRILLS)}")
     parser.add_argument("--no-healthy", action="store_true", help="skip the healthy-load run")
-    parser.add_argument("--healthy-seconds", type=float, default=120.0)
+    parser.add_argument("--healthy-seconds", type=float, default=90.0)
     parser.add_argument("--var", type=Path, default=None, help="the drill stack's var folder")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in DRILLS]
@@ -29,14 +30,14 @@ def main(argv=None) -> int:
     stack = Stack.start(var)
     results = []
     try:
+        if not args.names and not args.no_healthy:
+            print("drills: healthy load ...", flush=True)
+            results.append(run_healthy(stack, args.healthy_seconds))
         for name in args.names or DRILLS:
             print(f"drills: {name} ...", flush=True)
             result = run_drill(stack, DRILLS[name])
             print(f"drills: {name}: {'ok' if result.ok else 'FAILED: ' + str(result.error)}", flush=True)
             results.append(result)
-        if not args.names and not args.no_healthy:
-            print("drills: healthy load ...", flush=True)
-            results.append(run_healthy(stack, args.healthy_seconds))
     except DrillFailed as exc:
         print(f"drills: aborted: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -136,7 +137,8 @@ class Stack:
     # --- process faults ---------------------------------------------------------------------
     def supervisorctl(self, *args: str) -> str:
         conf = self.var_dir / "ops/supervisord.conf"
-        out = subprocess.run(["supervisorctl", "-c", str(conf), *args], cwd=ROOT, env=self.env,
+        ctl = Path(sys.executable).parent / "supervisorctl"  # the venv's, PATH or not
+        out = subprocess.run([str(ctl), "-c", str(conf), *args], cwd=ROOT, env=self.env,
                              capture_output=True, text=True, timeout=60)
         return out.stdout + out.stderr
 

@@ -115,7 +115,7 @@ def run_drill(stack: Stack, drill: Drill) -> Result:
 def run_healthy(stack: Stack, seconds: float) -> Result:
     """Background traffic only, for `seconds`: nothing but Watchdog may fire."""
     result = Result("healthy-load", [])
-    wait_quiet(stack, timeout=600)
+    wait_quiet(stack, timeout=180)
     t0 = time.time()
     while time.time() < t0 + seconds:
         result.seen |= stack.alerts("firing") - {"Watchdog"}

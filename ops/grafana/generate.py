@@ -90,7 +90,9 @@ def provisioning():
             },
         ],
     }
-    dump = lambda data: HEADER + yaml.safe_dump(data, sort_keys=False)
+    def dump(data):
+        return HEADER + yaml.safe_dump(data, sort_keys=False)
+
     return {
         Path("datasources") / "datasources.yml": dump(datasources),
         Path("dashboards") / "dashboards.yml": dump(dashboards),

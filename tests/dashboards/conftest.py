@@ -41,18 +41,6 @@ def contract():
 
 
 @pytest.fixture(scope="session")
-def alert_rules():
-    """Every alert rule of the committed rule files."""
-    return [
-        rule
-        for path in sorted(RULES_DIR.glob("*.yml"))
-        for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    ]
-
-
-@pytest.fixture(scope="session")
 def recording_rule_names():
     return {
         rule["record"]

@@ -1,4 +1,5 @@
 """The jobs workload end to end: real gunicorn, a real Celery worker, a real Redis."""
+import itertools
 import json
 import shutil
 import sqlite3
@@ -90,9 +91,9 @@ def test_transient_error_is_retried_with_growing_delays(web, app_env, var_dir, p
     assert body["state"] == "succeeded", body
     history = json.loads(_job_row(var_dir, job_id)["history"])
     starts = [datetime.fromisoformat(e["at"]) for e in history if e["state"] == "running"]
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     assert len(gaps) >= 3
-    assert all(later >= earlier for earlier, later in zip(gaps, gaps[1:])), gaps
+    assert all(later >= earlier for earlier, later in itertools.pairwise(gaps)), gaps
     retrying = [e for e in history if e["state"] == "retrying"]
     assert retrying and "upload not readable yet" in retrying[0]["error"]
     countdowns = [e["countdown"] for e in retrying]

@@ -5,21 +5,6 @@ from tests.support import stack, web
 
 
 @pytest.fixture
-def var_dir(tmp_path):
-    path = tmp_path / "var"
-    (path / "run").mkdir(parents=True)
-    return path
-
-
-@pytest.fixture
-def procs():
-    started: list[stack.Proc] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
-
-
-@pytest.fixture
 def migrated_env(var_dir):
     """Migrate the tier's database once (the DB views need tables)."""
     env = stack.app_env(var_dir, "redis://127.0.0.1:1/0")

@@ -1,7 +1,6 @@
 """Fixtures of the runbook tests: the runbooks, the alert rules they follow, the dashboards they link."""
 
 import pytest
-import yaml
 
 from tests.ops.procs import PROMETHEUS_DIR, REPO, load_module
 from tests.support.dashboards import load_dashboards, panels
@@ -15,18 +14,6 @@ CATALOG = REPO / "tests" / "ops" / "alert_catalog.txt"
 def runbooks():
     """{alert name: Markdown text} of runbooks/*.md (the index excluded)."""
     return load_runbooks()
-
-
-@pytest.fixture(scope="session")
-def alert_rules():
-    """Every alert rule of the committed rule files (an alert may have one rule per severity)."""
-    return [
-        rule
-        for path in sorted(RULES_DIR.glob("*.yml"))
-        for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    ]
 
 
 @pytest.fixture(scope="session")
