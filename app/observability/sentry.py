@@ -15,24 +15,29 @@ def _integrations(extra: tuple, tracing: bool = True) -> list:
     from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
 
-    # Spans for every middleware, signal and cache call cost about half of the SDK's
-    # per-request overhead (bench/web/RESULTS.md): only worth it when requests are traced.
-    spans = {} if tracing else {"middleware_spans": False, "signals_spans": False, "cache_spans": False}
-
     # One place for the integrations of every process kind; add e.g. CeleryIntegration here
     # or pass it as `extra` from the process that needs it. CeleryIntegration in a producer
     # (web) adds the trace headers to each task message; in a worker it reports task
     # exceptions with the task name and continues the web request's trace.
-    return [DjangoIntegration(**spans), CeleryIntegration(monitor_beat_tasks=False), *extra]
+    celery = CeleryIntegration(monitor_beat_tasks=False)
+    if not tracing:
+        # Errors only: no DjangoIntegration (it wraps every request in a scope fork, a session
+        # and a transaction context even when nothing is traced: most of the SDK's cost per
+        # request, bench/web/RESULTS.md). Request exceptions are reported by _report_exception
+        # from Django's got_request_exception signal instead, at no cost per request.
+        return [celery, *extra]
+    return [DjangoIntegration(), celery, *extra]
 
 
 def init(extra_integrations: tuple = ()) -> bool:
     """Initialise the SDK from the SENTRY_* settings; return False (and do nothing) without a DSN."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
     from django.conf import settings
+    from sentry_sdk.integrations.django import DjangoIntegration
 
     if not settings.SENTRY_DSN:
         return False
+    tracing = bool(settings.SENTRY_TRACES_SAMPLE_RATE)
     sentry_sdk.init(
         dsn=settings.SENTRY_DSN,
         environment=settings.SENTRY_ENVIRONMENT,
@@ -41,9 +46,77 @@ def init(extra_integrations: tuple = ()) -> bool:
         # transaction and its spans for every request, which costs as much as sampling a few.
         traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE or None,
         send_default_pii=False,
-        integrations=_integrations(tuple(extra_integrations), tracing=bool(settings.SENTRY_TRACES_SAMPLE_RATE)),
+        integrations=_integrations(tuple(extra_integrations), tracing=tracing),
+        # The SDK would auto-enable DjangoIntegration since Django is installed.
+        disabled_integrations=[] if tracing else [DjangoIntegration],
+        # Release-health sessions are opened per request by the WSGI/ASGI wrappers only
+        # (DjangoIntegration); without them there is nothing to track in a web worker.
+        auto_session_tracking=tracing,
     )
+    from django.core.signals import got_request_exception
+
+    if tracing:
+        got_request_exception.disconnect(_report_exception)
+    else:
+        got_request_exception.connect(_report_exception, dispatch_uid="app.observability.sentry")
     return True
+
+
+def _report_exception(sender=None, request=None, **_) -> None:
+    """got_request_exception receiver (errors only): report the view's exception to Sentry.
+
+    Django sends the signal for the exceptions it gives up on (the 500s), not for Http404,
+    PermissionDenied or SuspiciousOperation: the same set DjangoIntegration reports. The event
+    carries what DjangoIntegration's would without tracing: the URL pattern as transaction,
+    the request (PII-free, send_default_pii=False), the release, plus our `view` tag.
+    """
+    import sys
+
+    from sentry_sdk.utils import capture_internal_exceptions, event_from_exception
+
+    exc_info = sys.exc_info()
+    client = sentry_sdk.get_client()
+    if exc_info[0] is None or not client.is_active():
+        return
+    with sentry_sdk.new_scope() as scope:
+        if request is not None:
+            with capture_internal_exceptions():
+                _describe_request(scope, request)
+        event, hint = event_from_exception(exc_info, client_options=client.options,
+                                           mechanism={"type": "django", "handled": False})
+        sentry_sdk.capture_event(event, hint=hint)
+
+
+def _describe_request(scope, request) -> None:
+    from sentry_sdk.integrations.django import DjangoRequestExtractor
+    from sentry_sdk.integrations.django.transactions import LEGACY_RESOLVER
+    from sentry_sdk.tracing import TransactionSource
+
+    from app.observability.middleware import view_name
+
+    scope.set_tag("view", view_name(request))
+    route = LEGACY_RESOLVER.resolve(request.path_info, getattr(request, "urlconf", None))
+    scope.set_transaction_name(route or request.path_info, source=TransactionSource.URL)
+    started = getattr(request, "_obs_wall_started", None)
+
+    def processor(event, hint):
+        with capture_internal_exceptions():
+            DjangoRequestExtractor(request).extract_into_event(event)
+        # No per-request isolation scope without DjangoIntegration: keep only the breadcrumbs
+        # recorded since this request started (the process's scope holds earlier requests' too).
+        crumbs = event.get("breadcrumbs")
+        if started is not None and isinstance(crumbs, dict) and crumbs.get("values"):
+            crumbs["values"] = [c for c in crumbs["values"] if _after(c.get("timestamp"), started)]
+        return event
+
+    scope.add_event_processor(processor)
+
+
+def _after(timestamp, started: float) -> bool:
+    try:
+        return timestamp.timestamp() >= started
+    except AttributeError:
+        return True
 
 
 def init_celery(**_) -> bool:
