@@ -41,10 +41,13 @@ dashboards: install ## regenerate ops/grafana/dashboards/*.json and provisioning
 lint: install ## ruff over the code
 	@$(VENV)/bin/ruff check app tests ops bench
 
+# Resolve with Debian 12's own Python (3.11.2), the oldest the project runs on: some packages
+# need more on it (redis wants async-timeout below 3.11.3), and extra pins are harmless above.
 lock: ## re-resolve requirements.lock and requirements-dev.lock from pyproject.toml (needs PyPI)
-	@$(PY) -m pip install -q pip-tools
-	@$(VENV)/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
-	@$(VENV)/bin/pip-compile -q --extra dev --generate-hashes --strip-extras --allow-unsafe \
+	@test -x /tmp/lock-venv/bin/pip-compile || { /usr/bin/python3 -m venv /tmp/lock-venv && \
+	  /tmp/lock-venv/bin/pip install -q pip-tools; }
+	@/tmp/lock-venv/bin/pip-compile -q --generate-hashes --strip-extras --allow-unsafe -o requirements.lock pyproject.toml
+	@/tmp/lock-venv/bin/pip-compile -q --extra dev --generate-hashes --strip-extras --allow-unsafe \
 	  -o requirements-dev.lock pyproject.toml
 
 clean: down ## remove var/ (database, logs, uploads) and the virtualenv
