@@ -33,10 +33,12 @@ def _inhibited(stack: Stack, names: set[str]) -> set[str]:
 
 
 def _notified_alerts(stack: Stack, since_count: int) -> set[str]:
+    """Alerts that reached the inbox firing, with the links on-call needs (runbook, dashboard)."""
     names = set()
     for notification in stack.notifications()[since_count:]:
         for alert in notification.get("alerts", []):
-            if alert.get("status") == "firing":
+            links = alert.get("annotations", {})
+            if alert.get("status") == "firing" and links.get("runbook_url") and links.get("dashboard_url"):
                 names.add(alert["labels"]["alertname"])
     return names
 

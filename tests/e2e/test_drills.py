@@ -14,6 +14,7 @@ from ops.drills.harness import ROOT, Stack
 from ops.drills.runner import run_drill, run_healthy, write_report
 from ops.drills.scenarios import DRILLS
 from tests.support.dashboards import panel_queries, to_promql
+from tests.support.runbooks import runbook_queries
 
 pytestmark = pytest.mark.e2e
 HEALTHY_SECONDS = 90.0
@@ -57,3 +58,10 @@ def test_every_dashboard_panel_shows_data_after_the_drills(drill_stack):
         if not result:
             empty.append(f"{uid}#{panel_id} {title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
+
+
+def test_every_runbook_query_runs_on_the_live_stack(drill_stack):
+    """The PromQL an on-call engineer pastes from a runbook runs against the stack's real metrics."""
+    stack, _ = drill_stack
+    for alert, query in runbook_queries():
+        stack.query(query)  # raises on a query Prometheus rejects
