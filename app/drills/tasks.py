@@ -64,3 +64,11 @@ def hang_once(marker: str, seconds: float = 60.0) -> None:
 def busy(seconds: float = 2.0) -> None:
     """Occupy a pool process for `seconds` (no time limit): the backlog drill's unit of work."""
     time.sleep(min(seconds, 60.0))
+
+
+@shared_task(name="drills.reject", bind=True, **_LATE)
+def reject(self) -> None:
+    """Refuse the message without requeueing it (a poison message): counted as rejected."""
+    from celery.exceptions import Reject
+
+    raise Reject("drill: poison message", requeue=False)

@@ -134,6 +134,8 @@ _TASK_KINDS = {  # kind -> (task name, kwargs from the query string)
     "busy": ("drills.busy", lambda q: {"seconds": float(q.get("seconds", 2))}),
     "sleep": ("drills.sleep", lambda q: {"seconds": float(q.get("seconds", 1.5)),
                                          "ignore_soft_limit": q.get("ignore_soft_limit") == "1"}),
+    "reject": ("drills.reject", lambda q: {}),
+    "revoke": ("drills.ok", lambda q: {}),  # sent with a countdown, then revoked before it runs
 }
 
 
@@ -155,7 +157,11 @@ def tasks(request):
         return JsonResponse({"error": f"bad parameter: {exc}"}, status=400)
     with celery_app.producer_or_acquire() as producer:
         for _ in range(count):
-            celery_app.send_task(name, kwargs=kwargs, queue="default", producer=producer)
+            countdown = 2 if kind == "revoke" else None
+            result = celery_app.send_task(name, kwargs=kwargs, queue="default", producer=producer,
+                                          countdown=countdown)
+            if kind == "revoke":
+                celery_app.control.revoke(result.id)
     return JsonResponse({"drill": "tasks", "kind": kind, "count": count}, status=202)
 
 

@@ -91,6 +91,7 @@ def _describe_request(scope, request) -> None:
     from sentry_sdk.integrations.django import DjangoRequestExtractor
     from sentry_sdk.integrations.django.transactions import LEGACY_RESOLVER
     from sentry_sdk.tracing import TransactionSource
+    from sentry_sdk.utils import capture_internal_exceptions
 
     from app.observability.middleware import view_name
 

@@ -85,7 +85,8 @@ _CELERY_BECAUSE_BROKER = "without the broker the exporter sees no worker and no 
 
 # Web and Celery drills alternate, so that one drill's slow SLO burn fades during the next.
 _ORDER = ["slow-view", "task-backlog", "cpu-view", "task-failures", "blocking-async", "task-time-limit",
-          "sync-export", "retry-storm", "sync-export-offloaded", "worker-timeout", "worker-down", "broker-down"]
+          "sync-export", "retry-storm", "sync-export-offloaded", "server-errors", "worker-timeout", "worker-down",
+          "broker-down"]
 
 _CATALOG: dict[str, Drill] = {d.name: d for d in [
     Drill("slow-view", "time.sleep(3) inside a sync view, 8 clients on 2 workers",
@@ -114,6 +115,12 @@ _CATALOG: dict[str, Drill] = {d.name: d for d in [
     Drill("sync-export-offloaded", "the same export queued to Celery (the fix): must fire nothing",
           _load("{web}/drills/offloaded-export/", clients=1, pause=0.5),
           [], {}, {"share of slow requests by view": "view:django_http_slow_requests:ratio_rate5m"}, hold=45),
+    # Beyond DESIGN.md's table: an unhandled exception in a view, for the 5xx and availability side.
+    Drill("server-errors", "a view raising an unhandled exception (500) at 5 requests per second",
+          _load("{web}/drills/error/", clients=1, pause=0.2),
+          ["DjangoHighServerErrorRate"],
+          {"DjangoAvailabilityBudgetBurn": "the 500s spend the availability budget"},
+          {"5xx ratio by view": "view:django_http_server_errors:ratio_rate5m"}),
     Drill("worker-timeout", "two requests sleep past GUNICORN_TIMEOUT (6 s in drills)",
           _worker_timeout, ["GunicornWorkerTimeouts"], {},
           {"worker timeouts": 'sum(gunicorn_worker_timeouts_total{job="django-wsgi"})'}),

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ops.drills.harness import ROOT, Stack
+from ops.drills.harness import ROOT, Stack, http, wait_until
 from ops.drills.runner import run_drill, run_healthy, write_report
 from ops.drills.scenarios import DRILLS
 from tests.support.dashboards import panel_queries, to_promql
@@ -51,6 +51,13 @@ def test_drill_fires_its_alerts_notifies_and_resolves(drill_stack, name):
 def test_every_dashboard_panel_shows_data_after_the_drills(drill_stack):
     """Run last: by now every fault has happened once, so failure-only panels have data too."""
     stack, _ = drill_stack
+    # Task outcomes no drill produces on its own: a poison message and a revoked task.
+    for kind in ("reject", "revoke"):
+        status, body = http(f"{stack.url('WEB_PORT')}/drills/tasks/?kind={kind}&count=2", b"")
+        assert status == 202, body
+    wait_until(lambda: stack.query("celery_task_rejected_total") and stack.query("celery_task_revoked_total"),
+               60, "rejected and revoked tasks to be counted")
+    time.sleep(5)  # a few more scrapes, so that rate() over them has two points
     empty = []
     end = time.time()
     for uid, panel_id, title, expr in panel_queries():

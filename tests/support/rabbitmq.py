@@ -32,7 +32,10 @@ def start_rabbitmq(var_dir: Path) -> tuple[list[Proc], str]:
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
         "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq"),
+        # The node name's host, resolved by Erlang itself: a minimal machine may lack /etc/hosts.
+        "ERL_INETRC": str(base / "inetrc"),
     }
+    (base / "inetrc").write_text('{host, {127,0,0,1}, ["localhost"]}.\n{lookup, [file, native]}.\n')
     (base / "enabled_plugins").write_text("[].\n")
     (base / "rabbitmq.conf").write_text(f"listeners.tcp.1 = {HOST}:{amqp_port}\nloopback_users = none\n")
     epmd = Proc(f"epmd-{epmd_port}", [EPMD, "-port", str(epmd_port), "-address", HOST], env, var_dir)
@@ -44,5 +47,10 @@ def start_rabbitmq(var_dir: Path) -> tuple[list[Proc], str]:
             sock.sendall(b"AMQP\x00\x00\x09\x01")
             return sock.recv(8).startswith(b"\x01")  # Connection.Start frame
 
-    wait_for(ready, 90, f"rabbitmq on port {amqp_port}", interval=0.5)
+    try:
+        wait_for(ready, 90, f"rabbitmq on port {amqp_port}", interval=0.5)
+    except BaseException:
+        server.stop()
+        epmd.stop()
+        raise
     return [epmd, server], f"amqp://guest:guest@{HOST}:{amqp_port}//"
