@@ -86,7 +86,11 @@ def _on_received(sender=None, request=None, **_):
 
 
 def _on_revoked(sender=None, request=None, **_):
-    REVOKED.labels(*_request_labels(request)).inc()
+    # task_revoked passes a Request when a running task is terminated, but a task Context when
+    # a revoked message is discarded before it ran (no task_name there; the sender is the task).
+    name = getattr(request, "task_name", None) or getattr(request, "task", None) or getattr(sender, "name", "")
+    hostname = getattr(request, "hostname", None) or ""
+    REVOKED.labels(str(name), hostname, _queue(getattr(request, "delivery_info", None))).inc()
 
 
 def _on_unknown_rejected(sender=None, message=None, **_):

@@ -1,0 +1,16 @@
+"""task_revoked passes a task Context (not a Request) for a message discarded before it ran."""
+from celery.app.task import Context
+
+from app.observability import celery_metrics
+
+
+class _Task:
+    name = "drills.ok"
+
+
+def test_a_revoked_message_discarded_before_running_is_counted_with_its_task_name():
+    labels = ("drills.ok", "w1@host", "default")
+    before = celery_metrics.REVOKED.labels(*labels)._value.get()
+    context = Context(task="drills.ok", hostname="w1@host", delivery_info={"routing_key": "default"})
+    celery_metrics._on_revoked(sender=_Task(), request=context)
+    assert celery_metrics.REVOKED.labels(*labels)._value.get() == before + 1
