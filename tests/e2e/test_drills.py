@@ -25,9 +25,13 @@ def drill_stack(tmp_path_factory):
     stack = Stack.start(tmp_path_factory.mktemp("drills") / "var")
     # Task outcomes no drill produces on its own, for the dashboards' data check at the end: a
     # poison message and a revoked task (neither is an alert condition). Sent on the fresh stack.
-    for kind in ("reject", "revoke"):
-        status, body = http(f"{stack.url('WEB_PORT')}/drills/tasks/?kind={kind}&count=2", b"")
-        assert status == 202, body
+    try:
+        for kind in ("reject", "revoke"):
+            status, body = http(f"{stack.url('WEB_PORT')}/drills/tasks/?kind={kind}&count=2", b"")
+            assert status == 202, body
+    except BaseException:
+        stack.stop()  # a failed set-up must not leave the stack running
+        raise
     results = []
     yield stack, results
     stack.stop()
