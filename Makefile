@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install up down status drill drills test rules dashboards lint lock clean
+.PHONY: help install up down status drill drills test test-fast rules dashboards lint lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ drills: install ## run every fault drill and a healthy-load run; report under va
 
 test: install ## run the whole test suite (unit, integration with real servers, e2e)
 	@scripts/test.sh $(ARGS)
+
+test-fast: install ## run only the tests that start no server (not integration, not e2e)
+	@scripts/test.sh -m "not integration and not e2e" $(ARGS)
 
 rules: install ## regenerate ops/prometheus/rules/*.yml from ops/prometheus/generate.py
 	@$(PY) ops/prometheus/generate.py

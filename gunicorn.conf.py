@@ -12,9 +12,11 @@ _name = env_str("GUNICORN_NAME", "web")
 
 proc_name = _name
 bind = [env_str("GUNICORN_BIND", "127.0.0.1:8000")]
-worker_class = env_str("GUNICORN_WORKER_CLASS", "sync")
 workers = env_int("GUNICORN_WORKERS", 4, minimum=1)
 threads = env_int("GUNICORN_THREADS", 1, minimum=1)
+# The sync worker whose protocol refusals (414, 431, CL+TE, bare LF) are JSON and counted like the
+# app's (app/api/workers.py); with threads, gunicorn's gthread worker (its refusals stay uncounted).
+worker_class = env_str("GUNICORN_WORKER_CLASS", "app.api.workers.SyncWorker" if threads == 1 else "gthread")
 # A request running longer than this gets its worker killed ("WORKER TIMEOUT"); keep it above
 # the slowest legitimate view and below the proxy's own timeout.
 timeout = env_int("GUNICORN_TIMEOUT", 30, minimum=1)
@@ -31,6 +33,14 @@ control_socket = env_str("GUNICORN_CONTROL_SOCKET", os.path.join(_var, "run", f"
 control_socket_disable = control_socket == ""
 pidfile = env_str("GUNICORN_PIDFILE", os.path.join(_var, "run", f"gunicorn-{_name}.pid"))
 
+# Request limits (gunicorn answers 414 or 431 and never calls the app). The ASGI tier's guard
+# reads the same variables with the same defaults (app/settings.py, HTTP_LIMIT_REQUEST_*).
+limit_request_line = env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094, minimum=64, maximum=8190)  # bytes; gunicorn's cap
+limit_request_fields = env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 100, minimum=4, maximum=32768)  # header count
+limit_request_field_size = env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190, minimum=64)  # bytes per header line
+
+# Access-log fields (request line, headers) escaped: no control character reaches a log line.
+logger_class = _hooks.Logger
 accesslog = env_str("GUNICORN_ACCESS_LOG", "-")
 errorlog = env_str("GUNICORN_ERROR_LOG", "-")
 loglevel = env_str("GUNICORN_LOG_LEVEL", "info")
@@ -39,7 +49,9 @@ access_log_format = env_str(
     "GUNICORN_ACCESS_LOG_FORMAT",
     '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s" rid=%({x-request-id}i)s',
 )
-forwarded_allow_ips = env_str("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Trust X-Forwarded-* and SCRIPT_NAME only from the configured proxies (none by default: a client
+# on loopback sending SCRIPT_NAME made gunicorn answer 500). The app reads the same OBS_TRUSTED_PROXIES.
+forwarded_allow_ips = env_str("GUNICORN_FORWARDED_ALLOW_IPS", env_str("OBS_TRUSTED_PROXIES", ""))
 
 # Metric and evidence hooks (app/observability/gunicorn.py); metric files go to PROMETHEUS_MULTIPROC_DIR.
 on_starting = _hooks.on_starting

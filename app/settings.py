@@ -1,7 +1,8 @@
 """Settings, all from the environment (the README's configuration table lists them).
 
-Defaults are safe for production: DEBUG off, no default SECRET_KEY, explicit hosts.
-DJANGO_ENV=development (or test) relaxes only what a laptop needs.
+Defaults are safe for production: DEBUG off, no default SECRET_KEY, explicit hosts, and
+DEBUG or the drill endpoints refuse to start there. DJANGO_ENV=development, test or drills
+relaxes only what a laptop (or the drill stack) needs.
 """
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from app.env import env_bool, env_float, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- Django core -------------------------------------------------------------------------
+# production (the default), or a relaxed one: development, test, or drills (the fault-drill
+# stack of ops/drills, the only other place the drill endpoints may be switched on).
 DJANGO_ENV = env_str("DJANGO_ENV", "production")
-if DJANGO_ENV not in {"production", "development", "test"}:
-    raise ImproperlyConfigured(f"DJANGO_ENV={DJANGO_ENV!r} must be production, development or test")
+if DJANGO_ENV not in {"production", "development", "test", "drills"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV={DJANGO_ENV!r} must be production, development, test or drills")
 RELAXED = DJANGO_ENV != "production"
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
@@ -25,6 +28,8 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_ENV=production")
     SECRET_KEY = "insecure-development-key-never-use-in-production"
 DEBUG = env_bool("DJANGO_DEBUG", False)
+if DEBUG and not RELAXED:  # tracebacks, settings and SQL to anyone who triggers an error
+    raise ImproperlyConfigured("DJANGO_DEBUG=1 is not allowed when DJANGO_ENV=production")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if RELAXED else [])
 if not ALLOWED_HOSTS and not RELAXED:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is required when DJANGO_ENV=production")
@@ -167,13 +172,91 @@ JOBS_SOFT_TIME_LIMIT_SECONDS = env_int("JOBS_SOFT_TIME_LIMIT_SECONDS", 300, mini
 JOBS_TIME_LIMIT_SECONDS = env_int("JOBS_TIME_LIMIT_SECONDS", 330, minimum=2)
 JOBS_RATE_LIMIT = env_str("JOBS_RATE_LIMIT", "60/m")
 JOBS_ENQUEUE_RETRY_SECONDS = env_float("JOBS_ENQUEUE_RETRY_SECONDS", 5.0, minimum=0.1)
-JOBS_API_TOKEN = env_str("JOBS_API_TOKEN", "")
 if JOBS_TIME_LIMIT_SECONDS <= JOBS_SOFT_TIME_LIMIT_SECONDS:
     raise ImproperlyConfigured("JOBS_TIME_LIMIT_SECONDS must be greater than JOBS_SOFT_TIME_LIMIT_SECONDS")
+# Bounded cost per upload (docs/jobs.md: what the request checks, what only the task checks).
+JOBS_MAX_COLUMNS = env_int("JOBS_MAX_COLUMNS", 1000, minimum=1)
+JOBS_MAX_LINES = env_int("JOBS_MAX_LINES", 1_100_000, minimum=2)  # blank lines included
+JOBS_SUMMARY_MAX_BYTES = env_int("JOBS_SUMMARY_MAX_BYTES", 64 * 1024, minimum=1024)  # Job.summary, compact JSON
+# Recovery (docs/jobs.md): a queued job published this long ago and never started, or a retry
+# overdue by this much, is published again. Keep it above the longest expected queue wait.
+JOBS_REQUEUE_LOST_AFTER_SECONDS = env_int("JOBS_REQUEUE_LOST_AFTER_SECONDS", 600, minimum=1)
+# After a failed publish, a web process leaves new jobs to the sweeper for this long instead of
+# spending seconds per request on the broker's connection retries (0 = always try; tests).
+JOBS_PUBLISH_PAUSE_SECONDS = env_float("JOBS_PUBLISH_PAUSE_SECONDS", 0.0 if DJANGO_ENV == "test" else 30.0, minimum=0)
+# Deadlines per non-final state, exported as jobs_deadline_seconds{state} (JobsStuck reads them).
+JOBS_DEADLINE_QUEUED_SECONDS = env_int("JOBS_DEADLINE_QUEUED_SECONDS", 900, minimum=1)
+JOBS_DEADLINE_RUNNING_SECONDS = env_int("JOBS_DEADLINE_RUNNING_SECONDS", 600, minimum=1)
+JOBS_DEADLINE_RETRYING_SECONDS = env_int("JOBS_DEADLINE_RETRYING_SECONDS", 900, minimum=1)
+if JOBS_DEADLINE_RUNNING_SECONDS <= JOBS_TIME_LIMIT_SECONDS:
+    raise ImproperlyConfigured(f"JOBS_DEADLINE_RUNNING_SECONDS={JOBS_DEADLINE_RUNNING_SECONDS} must be greater than "
+                               f"JOBS_TIME_LIMIT_SECONDS={JOBS_TIME_LIMIT_SECONDS} (every normal run would be stuck)")
+if JOBS_DEADLINE_RETRYING_SECONDS <= JOBS_RETRY_BACKOFF_MAX_SECONDS:
+    raise ImproperlyConfigured(f"JOBS_DEADLINE_RETRYING_SECONDS={JOBS_DEADLINE_RETRYING_SECONDS} must be greater "
+                               f"than JOBS_RETRY_BACKOFF_MAX_SECONDS={JOBS_RETRY_BACKOFF_MAX_SECONDS}")
+# A running job is redelivered by Redis after the visibility timeout: it must outlast an attempt
+# (hard time limit + the 10 s lease margin of app/jobs/services.py), or a live run is taken twice.
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= JOBS_TIME_LIMIT_SECONDS + 10:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT_SECONDS={CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout']} must be greater "
+        f"than JOBS_TIME_LIMIT_SECONDS + 10 = {JOBS_TIME_LIMIT_SECONDS + 10}")
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads spool to a temporary file
+
+# --- API access (JOBS_API_*, HTTP limits) -------------------------------------------------
+# docs/api.md explains each. Tokens are stored hashed: JOBS_API_TOKENS=name:sha256hex,...
+from app.api import tokens as _tokens  # noqa: E402 (no Django imports in it)
+
+try:
+    JOBS_API_TOKENS = _tokens.parse_tokens(env_str("JOBS_API_TOKENS", ""))
+    JOBS_API_RATE = _tokens.parse_rate(env_str("JOBS_API_RATE_LIMIT", "600/m"))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+if env_str("JOBS_API_TOKEN", ""):  # the former single plaintext token: hashed here, named "default"
+    JOBS_API_TOKENS += (("default", _tokens.digest(env_str("JOBS_API_TOKEN"))),)
+# "required" unless switched off by name; a relaxed environment with no token stays open (local use).
+JOBS_API_AUTH = env_str("JOBS_API_AUTH", "required" if (JOBS_API_TOKENS or not RELAXED) else "off")
+if JOBS_API_AUTH not in {"required", "off"}:
+    raise ImproperlyConfigured(f"JOBS_API_AUTH={JOBS_API_AUTH!r} must be required or off")
+if JOBS_API_AUTH == "required" and not JOBS_API_TOKENS:
+    raise ImproperlyConfigured("JOBS_API_TOKENS is required (name:sha256hex,...) unless JOBS_API_AUTH=off "
+                               "is set explicitly (local use only)")
+JOBS_API_RATE_LIMIT_CACHE_URL = env_str("JOBS_API_RATE_LIMIT_CACHE_URL", CELERY_BROKER_URL)
+JOBS_API_MAX_JSON_BYTES = env_int("JOBS_API_MAX_JSON_BYTES", 64 * 1024, minimum=2)
+JOBS_API_MAX_JSON_DEPTH = env_int("JOBS_API_MAX_JSON_DEPTH", 8, minimum=1)
+JOBS_PUBLIC_BASE_URL = env_str("JOBS_PUBLIC_BASE_URL", "").rstrip("/")
+if JOBS_PUBLIC_BASE_URL and not JOBS_PUBLIC_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("JOBS_PUBLIC_BASE_URL must start with http:// or https://")
+# Peers whose X-Forwarded-* headers count; from anyone else they are removed (both tiers).
+OBS_TRUSTED_PROXIES = env_list("OBS_TRUSTED_PROXIES", [])
+# One HTTP strictness on both tiers: the ASGI guard applies gunicorn's own limits (same names).
+HTTP_LIMIT_REQUEST_LINE = env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094, minimum=64)
+HTTP_LIMIT_REQUEST_FIELDS = env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 100, minimum=4)
+HTTP_LIMIT_REQUEST_FIELD_SIZE = env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190, minimum=64)
+# The multipart envelope around the file; a body above upload limit + this gets 413 unread.
+JOBS_API_MULTIPART_OVERHEAD_BYTES = 16 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024, minimum=1024)
+FILE_UPLOAD_TEMP_DIR = str(VAR_DIR / "spool")  # bounded: workers x threads x the upload limit, cleaned at start
+try:
+    Path(FILE_UPLOAD_TEMP_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
+except OSError:
+    pass  # Django's check files.E001 names the folder
+FILE_UPLOAD_HANDLERS = ["app.api.uploads.CappedMemoryUploadHandler", "app.api.uploads.CappedTemporaryUploadHandler"]
+FILE_UPLOAD_PERMISSIONS = 0o600
+JOBS_SPOOL_STALE_SECONDS = env_int("JOBS_SPOOL_STALE_SECONDS", 600, minimum=1)
+CSRF_FAILURE_VIEW = "app.errors.csrf_failure"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Rate-limit windows shared by every worker of both tiers; a cache outage fails open (counted).
+    "api": ({"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "api"}
+            if JOBS_API_RATE_LIMIT_CACHE_URL.startswith("locmem") else
+            {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": JOBS_API_RATE_LIMIT_CACHE_URL,
+             "KEY_PREFIX": "jobs-api", "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}),
+}
 
 # --- Drills (DRILLS_*) -------------------------------------------------------------------
 DRILLS_ENABLED = env_bool("DRILLS_ENABLED", False)
+if DRILLS_ENABLED and not RELAXED:  # endpoints that sleep, burn CPU and raise on request
+    raise ImproperlyConfigured("DRILLS_ENABLED=1 is not allowed when DJANGO_ENV=production (use DJANGO_ENV=drills)")
 DRILLS_TIMEOUT_SLEEP_SECONDS = env_float("DRILLS_TIMEOUT_SLEEP_SECONDS", 60.0, minimum=0)
 
 # --- Observability (OBS_*, SENTRY_*) -----------------------------------------------------

@@ -4,18 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/stack-env.sh
 mkdir -p "$OPS_VAR_DIR"/{run,log,redis,media}
-if [ -z "${DJANGO_SECRET_KEY:-}" ]; then
-  # A per-checkout secret, made once and kept out of git.
-  [ -s "$OPS_VAR_DIR/secret_key" ] || python3 -c 'import secrets; print(secrets.token_urlsafe(50))' >"$OPS_VAR_DIR/secret_key"
-  DJANGO_SECRET_KEY=$(cat "$OPS_VAR_DIR/secret_key")
-  export DJANGO_SECRET_KEY
-fi
-if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
-  # Flower's login (user:password), made once per checkout like the secret key; Flower reads the variable.
-  [ -s "$OPS_VAR_DIR/flower_basic_auth" ] || (umask 077; python3 -c 'import secrets; print("admin:" + secrets.token_urlsafe(18))' >"$OPS_VAR_DIR/flower_basic_auth")
-  FLOWER_BASIC_AUTH=$(cat "$OPS_VAR_DIR/flower_basic_auth")
-  export FLOWER_BASIC_AUTH
-fi
+source scripts/stack-secrets.sh  # secret key, Flower login, API token: made once, 0600
 pidfile="$OPS_VAR_DIR/run/supervisord.pid"
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "up: the stack is already running (pid $(cat "$pidfile")); 'make down' stops it" >&2
@@ -28,7 +17,7 @@ cat <<MSG
 up: starting the stack on $OPS_HOST (state, logs and pid files under $OPS_VAR_DIR)
   web (WSGI)     http://$OPS_HOST:$WEB_PORT/healthz   metrics http://$OPS_HOST:$WEB_METRICS_PORT/metrics
   web (ASGI)     http://$OPS_HOST:$ASGI_PORT/healthz   metrics http://$OPS_HOST:$ASGI_METRICS_PORT/metrics
-  jobs API       http://$OPS_HOST:$WEB_PORT/api/imports/  (POST a CSV as field 'file')
+  jobs API       http://$OPS_HOST:$WEB_PORT/api/imports/  (POST a CSV as field 'file'; token: $OPS_VAR_DIR/api_token)
   Prometheus     http://$OPS_HOST:$PROMETHEUS_PORT/alerts
   Celery         exporter http://$OPS_HOST:$EXPORTER_PORT/metrics   Flower http://$OPS_HOST:$FLOWER_PORT (login: $OPS_VAR_DIR/flower_basic_auth)
   Alertmanager   http://$OPS_HOST:$ALERTMANAGER_PORT

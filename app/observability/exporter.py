@@ -20,11 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from celery.events.receiver import EventReceiver
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.env import env_float, env_int, env_list, env_str
 from app.observability import celery_queues
 from app.observability.celery_workers import WorkerTracker
+from app.observability.multiprocess import SlotCollector
 
 log = logging.getLogger("app.observability.exporter")
 
@@ -83,7 +83,7 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         if config.metrics_dir:
             os.makedirs(config.metrics_dir, exist_ok=True)  # the exporter may start before any worker
-            MultiProcessCollector(self.registry, path=config.metrics_dir)
+            SlotCollector(self.registry, path=config.metrics_dir)  # a dead process's live gauges leave
         self.registry.register(self)
 
     # --- broker polling ---------------------------------------------------------------------

@@ -13,12 +13,25 @@ import os
 import sys
 import tempfile
 
-from app.observability import evidence, listen, multiprocess, tier
+from gunicorn import glogging
+
+from app.observability import evidence, listen, logsafe, multiprocess, tier
 
 log = logging.getLogger("gunicorn.error")
 
 _STATE_ENV = "OBS_GUNICORN_STATE_DIR"
 _master: dict = {"lock_fd": None}
+
+
+class _EscapedAtoms(glogging.SafeAtoms):
+    def __init__(self, atoms):
+        super().__init__({k: logsafe.escape(v) if isinstance(v, str) else v for k, v in atoms.items()})
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger whose access-log fields (request line, headers) are escaped (logsafe)."""
+
+    atoms_wrapper_class = _EscapedAtoms
 
 
 def _state_dir() -> str | None:
@@ -156,11 +169,10 @@ def _report_timeout(server, worker, record: dict, stack: str) -> None:
         "running_seconds": round(time.time() - current["started"], 3) if current.get("started") else None,
         "in_flight": record.get("in_flight", 0), "stack": stack.strip() or "(no stack dump: the worker died first)",
     }
-    log.error(
-        "worker timeout: pid=%s view=%s method=%s path=%s request_id=%s running_seconds=%s in_flight=%s\n"
-        "stack of the stuck worker:\n%s",
-        worker.pid, report["view"], report["method"], report["path"], report["request_id"],
-        report["running_seconds"], report["in_flight"], report["stack"],
+    fields = " ".join(f"{k}={logsafe.logfmt(report[k])}" for k in ("view", "method", "path", "request_id"))
+    log.error(  # the stack (our own text) follows on lines of its own; request fields are escaped
+        "worker timeout: pid=%s %s running_seconds=%s in_flight=%s\nstack of the stuck worker:\n%s",
+        worker.pid, fields, report["running_seconds"], report["in_flight"], report["stack"],
         extra={"worker_timeout": {k: v for k, v in report.items() if k != "stack"}},
     )
     if os.environ.get("SENTRY_DSN"):  # a fresh worker sends it: the master has no Sentry SDK

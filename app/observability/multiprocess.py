@@ -5,14 +5,16 @@ child leaves files behind, and every scrape reads them all (prometheus/client_py
 #568). Here a process writes to the files of a *slot*: the lowest slot number whose lock file
 no live process holds. The lock is an flock, which the kernel drops when its holder dies
 (SIGKILL included), so a new process takes over a dead one's slot and its counters continue
-from the values in the files: exact, never backwards. Live gauges of the dead owner are
-removed when the slot is taken, as mark_process_dead would do.
+from the values in the files: exact, never backwards. Live gauges (livesum, livemax, ...) of a
+dead owner leave the next scrape: the collector skips the live-gauge files of every slot whose
+lock no process holds, and the next owner of the slot removes them, as mark_process_dead would.
 
 install() must run before the first metric is created; app/__init__.py calls it.
 """
 from __future__ import annotations
 
 import fcntl
+import glob
 import itertools
 import os
 import threading
@@ -88,8 +90,40 @@ def setup(role: str = "") -> str:
     return _identifier()
 
 
-def collector_registry() -> CollectorRegistry:
-    """A registry that merges every slot's files, for a metrics endpoint."""
+def _slot_alive(path: str, ident: str) -> bool:
+    """True while a process holds the slot's lock (or when there is no lock file to tell)."""
+    try:  # read-only is enough for flock: the exporter may see the folder through a read-only mount
+        fd = os.open(os.path.join(path, f"{ident}.lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True  # held: the owner lives (a claimant that finds us here takes the next slot)
+    finally:
+        os.close(fd)  # closing drops our probe lock
+    return False
+
+
+class SlotCollector(_mp.MultiProcessCollector):
+    """MultiProcessCollector that leaves out the live gauges of slots whose process has died."""
+
+    def collect(self):
+        files, alive = [], {}
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            typ, _, rest = os.path.basename(path)[:-3].partition("_")
+            if typ == "gauge" and rest.startswith("live"):
+                ident = rest.partition("_")[2]  # gauge_<mode>_<ident>.db; modes hold no "_"
+                if ident not in alive:
+                    alive[ident] = _slot_alive(self._path, ident)
+                if not alive[ident]:
+                    continue
+            files.append(path)
+        return self.merge(files, accumulate=True)
+
+
+def collector_registry(path: str | None = None) -> CollectorRegistry:
+    """A registry that merges every slot's files (live gauges of live slots only), for a metrics endpoint."""
     registry = CollectorRegistry()
-    _mp.MultiProcessCollector(registry, path=directory())
+    SlotCollector(registry, path=path or directory())
     return registry

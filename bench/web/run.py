@@ -74,7 +74,7 @@ def part1(seconds: int, rounds: int, workdir: Path) -> dict:
             for i, (name, extra) in enumerate(layers(sentry.dsn).items()):
                 var = workdir / f"layer{i}"
                 (var / "run").mkdir(parents=True)
-                env = stack.app_env(var, "redis://127.0.0.1:1/0", DRILLS_ENABLED="1", GUNICORN_WORKERS="2",
+                env = stack.app_env(var, "redis://127.0.0.1:1/0", DRILLS_ENABLED="1", DJANGO_ENV="drills", GUNICORN_WORKERS="2",
                                     GUNICORN_ACCESS_LOG="/dev/null", GUNICORN_MAX_REQUESTS="0")
                 env.pop("PROMETHEUS_MULTIPROC_DIR", None)
                 env.update({k: v.format(dir=var / "prometheus") for k, v in extra.items()})

@@ -54,12 +54,15 @@ def test_sigkilled_worker_is_reported_down_and_its_queues_lose_their_consumers(c
 
     worker.popen.send_signal(signal.SIGKILL)  # the main process: no worker-offline event is sent
     killed = time.monotonic()
-    stack.wait_for(lambda: _value(url, "celery_worker_up") == 0, 30, "worker reported down after SIGKILL")
+    stack.wait_for(lambda: _value(url, "celery_worker_up") == 0, 60, "worker reported down after SIGKILL",
+                   interval=0.1)
     down_after = time.monotonic() - killed
     s = scrape(url)
     assert total(s, "celery_active_consumer_count", queue_name="default") == 0
     assert total(s, "celery_worker_tasks_active") == 0
-    assert down_after < 30
+    # Down once no heartbeat came for EXPORTER_WORKER_TIMEOUT_SECONDS (10 s): the last one came at most one
+    # heartbeat interval (2 s) before the kill, so not before 8 s (no false "down"), and not much after 10 s.
+    assert 10 - 2 - 0.5 <= down_after <= 10 + 3, down_after
 
 
 def test_exporter_survives_a_redis_restart_and_reports_the_broker_down_meanwhile(

@@ -111,6 +111,8 @@ def app_env(var_dir: Path, broker_url: str, **overrides: str) -> dict:
         "OPS_VAR_DIR": str(var_dir),
         "DATABASE_URL": f"sqlite:///{var_dir / 'db.sqlite3'}",
         "CELERY_BROKER_URL": broker_url,
+        # Production requires API tokens; test stacks opt out by name (tests/hostile sets tokens).
+        "JOBS_API_AUTH": "off",
         "PYTHONUNBUFFERED": "1",
     })
     env.update(overrides)

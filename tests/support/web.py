@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import stack
 
-ASGI_WORKER = "uvicorn_worker.UvicornWorker"
+ASGI_WORKER = "app.api.workers.UvicornWorker"
 
 
 @dataclass
@@ -71,8 +71,9 @@ def start_tier(procs: list, var_dir: Path, name: str = "web", asgi: bool = False
                extra: list[str] | None = None, **env_overrides: str) -> Tier:
     """gunicorn + metrics server with their own multiprocess folder; both go into procs for clean-up."""
     metrics_dir = var_dir / "prometheus" / name
+    # The drill endpoints are refused in production: the tier runs the drills environment.
     env = stack.app_env(var_dir, "redis://127.0.0.1:1/0", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-                        GUNICORN_WORKERS=str(workers), DRILLS_ENABLED="1", **env_overrides)
+                        GUNICORN_WORKERS=str(workers), DRILLS_ENABLED="1", **{"DJANGO_ENV": "drills", **env_overrides})
     metrics_proc, metrics_url = start_metrics_server(env, var_dir, name)
     procs.append(metrics_proc)
     args = list(extra or [])

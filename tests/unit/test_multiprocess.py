@@ -6,8 +6,8 @@ import sys
 import textwrap
 
 import pytest
-from prometheus_client import CollectorRegistry, multiprocess
 
+from app.observability import multiprocess
 from tests.support.stack import ROOT
 
 _CHILD = textwrap.dedent("""
@@ -32,8 +32,8 @@ def _run(tmp_path, role="w", mode="exit"):
 
 
 def _samples(path):
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(path))
+    """One scrape, as the metrics server and the Celery exporter make it."""
+    registry = multiprocess.collector_registry(str(path))
     return {s.name: s.value for m in registry.collect() for s in m.samples}
 
 
@@ -65,14 +65,36 @@ def test_concurrent_processes_get_distinct_slots(tmp_path):
 def test_a_killed_process_frees_its_slot_and_its_live_gauge(tmp_path, sig):
     victim = _run(tmp_path, mode="hang")
     assert victim.stdout.readline().strip() == "w-0"
+    assert _samples(tmp_path)["drill_busy"] == 1  # alive: its live gauge is exported
     victim.send_signal(sig)
     victim.wait()
     victim.stdout.close()
+    gone = _samples(tmp_path)  # the next scrape, before any process takes the slot
+    assert gone.get("drill_busy", 0) == 0  # the dead process's live gauge has left
+    assert gone["drill_done_total"] == 1  # its count is kept
+    assert (tmp_path / "gauge_livesum_w-0.db").exists()  # skipped, not deleted: the folder may be read-only
     successor = _run(tmp_path)
     assert successor.communicate(timeout=30)[0].strip() == "w-0"
     samples = _samples(tmp_path)
-    assert samples["drill_done_total"] == 2  # the dead process's count is kept
-    assert samples["drill_busy"] == 1  # only the live successor's gauge (it had not exited yet when set)
+    assert samples["drill_done_total"] == 2
+    assert samples.get("drill_busy", 0) == 0  # the successor exited too: nobody is busy
+
+
+def test_only_the_dead_slot_leaves_while_others_live(tmp_path):
+    alive, dead = _run(tmp_path, mode="hang"), _run(tmp_path, mode="hang")
+    try:
+        slots = {alive.stdout.readline().strip(), dead.stdout.readline().strip()}
+        assert slots == {"w-0", "w-1"}
+        assert _samples(tmp_path)["drill_busy"] == 2
+        dead.kill()
+        dead.wait()
+        samples = _samples(tmp_path)
+        assert samples["drill_busy"] == 1 and samples["drill_done_total"] == 2
+    finally:
+        for c in (alive, dead):
+            c.kill()
+            c.wait()
+            c.stdout.close()
 
 
 def test_not_in_multiprocess_mode_setup_is_a_no_op(monkeypatch):
