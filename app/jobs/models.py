@@ -31,9 +31,18 @@ class Job(models.Model):
     result_file = models.FileField(upload_to="results/", blank=True)
     summary = models.JSONField(null=True, blank=True)
     history = models.JSONField(default=list, blank=True, help_text="state changes with their times")
-    # Outbox: null until the broker accepted the task; the sweeper enqueues what is still null.
+    owner = models.CharField(max_length=64, blank=True, default="", db_index=True,
+                             help_text="name of the API token that created it")
+    # Null while the request still checks the upload: the outbox takes only accepted jobs.
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    # Outbox: the publish claim (compare-and-set), null until a publisher took it; set before
+    # the publish and given back when it fails. The sweeper publishes what is still null.
     enqueued_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    enqueue_attempts = models.PositiveIntegerField(default=0)
+    enqueue_attempts = models.PositiveIntegerField(default=0, help_text="publishes tried")
+    task_id = models.CharField(max_length=64, blank=True, default="", help_text="message of the current attempt")
+    retry_at = models.DateTimeField(null=True, blank=True, help_text="when the pending retry is due")
+    state_changed_at = models.DateTimeField(null=True, blank=True, db_index=True,
+                                            help_text="when the job entered its current state")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
 import requests
@@ -43,7 +44,7 @@ def test_upload_goes_from_202_to_succeeded_with_the_right_summary(web, worker):
     body = _wait_state(web, accepted["id"], {"succeeded", "failed"})
     assert body["state"] == "succeeded", body
     assert body["progress"] == 100 and body["attempts"] == 1 and body["error"] is None
-    summary = requests.get(body["result_url"], timeout=5).json()
+    summary = requests.get(urljoin(web, body["result_url"]), timeout=5).json()
     assert summary["rows"] == 4
     temp = next(c for c in summary["columns"] if c["name"] == "temp")
     assert (temp["min"], temp["max"], temp["mean"]) == (2.0, 30.5, 13.5)
@@ -55,7 +56,7 @@ def test_export_produces_a_csv_report(web, worker):
     assert accepted.status_code == 202
     body = _wait_state(web, accepted.json()["id"], {"succeeded", "failed"})
     assert body["state"] == "succeeded" and body["kind"] == "export"
-    report = requests.get(body["result_url"], timeout=5).text.splitlines()
+    report = requests.get(urljoin(web, body["result_url"]), timeout=5).text.splitlines()
     assert report[0] == "kind,state,jobs,mean_duration_seconds"
     assert any(line.startswith("import,succeeded,1,") for line in report)
 
@@ -127,13 +128,15 @@ def test_broker_outage_during_upload_loses_no_job(web, worker, redis, app_env, v
     ("image.png", 400, "not a CSV file"),
     ("bad_quote.csv", 400, "malformed CSV"),
 ])
-def test_bad_input_over_http_is_a_4xx_with_reason_and_failed_job(web, name, status, reason):
+def test_bad_input_over_http_is_a_4xx_with_reason_and_failed_job(web, var_dir, name, status, reason):
     response = _upload(web, name)
     assert response.status_code == status
     body = response.json()
     assert reason in body["error"] and "Traceback" not in response.text
     status_body = requests.get(f"{web}/api/jobs/{body['id']}/", timeout=5).json()
     assert status_body["state"] == "failed" and reason in status_body["error"]
+    uploads = var_dir / "media" / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []  # nothing kept from rejected input
 
 
 def test_oversized_upload_and_unknown_job_are_clear_4xx(app_env, var_dir, procs):
