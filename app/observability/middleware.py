@@ -11,19 +11,45 @@ bucket) instead of django-prometheus' ~18 plus ours.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
+import sys
 import time
+import traceback
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django_prometheus.middleware import Metrics
+from prometheus_client import Counter
 
-from app.observability import evidence, metrics, queue_time
+from app.observability import evidence, logsafe, metrics, queue_time
 
 log = logging.getLogger("app.observability.slow")
+_errors_log = logging.getLogger("app.observability.errors")
+
+# A failure inside the instrumentation (or the ASGI guard, or the rate limiter's cache) is
+# counted here and logged; the request goes on. DjangoInstrumentationErrors alerts on it.
+INSTRUMENTATION_STAGES = ("begin", "end", "guard", "rate_limit")
+instrumentation_errors = Counter(
+    "django_instrumentation_errors", "Failures inside the request instrumentation, by stage; never raised into the request.",
+    ["stage"])
+for _stage in INSTRUMENTATION_STAGES:
+    instrumentation_errors.labels(_stage)
+
+
+def instrumentation_failed(stage: str) -> None:
+    """Count and log the exception being handled; call it from an except block."""
+    try:
+        instrumentation_errors.labels(stage).inc()
+        exc = sys.exc_info()[1]
+        tb = traceback.extract_tb(exc.__traceback__)[-1:] if exc is not None else []
+        where = f"{tb[0].filename}:{tb[0].lineno}" if tb else "?"
+        # One line, escaped: the exception text may carry request bytes (a header value).
+        _errors_log.warning("instrumentation failed at stage %s: %s: %s at %s", stage, type(exc).__name__,
+                            logsafe.escape(str(exc))[:300], where)
+    except Exception:  # counting must never be the thing that breaks the request
+        pass
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # goes into logs: no spaces, quotes or newlines
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"})
@@ -136,23 +162,36 @@ class RequestMiddleware:
     def _begin(self, request) -> float:
         started = time.perf_counter()
         request._obs_wall_started = time.time()  # Sentry keeps the breadcrumbs since then
-        meta = request.META
-        rid = meta.get("HTTP_X_REQUEST_ID", "")
-        # A new id is 32 hex digits, as uuid4().hex gave, at a third of the cost.
-        request.request_id = rid if rid and _REQUEST_ID.match(rid) else os.urandom(16).hex()
-        start_header = meta.get("HTTP_X_REQUEST_START")
-        if start_header is not None:
-            waited = queue_time.queue_seconds(start_header)
-            if waited is not None:
-                metrics.request_queue_seconds.observe(waited)
+        request.request_id = None
+        request._obs_token = None
+        try:
+            meta = request.META
+            rid = meta.get("HTTP_X_REQUEST_ID", "")
+            # A new id is 32 hex digits, as uuid4().hex gave, at a third of the cost.
+            request.request_id = rid if rid and _REQUEST_ID.match(rid) else os.urandom(16).hex()
+            start_header = meta.get("HTTP_X_REQUEST_START")
+            if start_header is not None:
+                waited = queue_time.queue_seconds(start_header)
+                if waited is not None:
+                    metrics.request_queue_seconds.observe(waited)
+        except Exception:
+            instrumentation_failed("begin")
+            if request.request_id is None:
+                request.request_id = os.urandom(16).hex()
         self.in_flight.inc()
-        request._obs_token = evidence.begin(UNRESOLVED, request.method, request.path, request.request_id)
+        try:
+            request._obs_token = evidence.begin(UNRESOLVED, request.method, request.path, request.request_id)
+        except Exception:
+            instrumentation_failed("begin")
         return started
 
     def process_view(self, request, view_func, view_args, view_kwargs):
-        name = request.resolver_match.view_name or UNRESOLVED
-        self.by_view[name, "https" if request.is_secure() else "http", _method(request)].inc()
-        evidence.set_view(getattr(request, "_obs_token", None), name)
+        try:
+            name = request.resolver_match.view_name or UNRESOLVED
+            self.by_view[name, "https" if request.is_secure() else "http", _method(request)].inc()
+            evidence.set_view(getattr(request, "_obs_token", None), name)
+        except Exception:
+            instrumentation_failed("begin")
 
     def process_exception(self, request, exception):
         self.exceptions[(type(exception).__name__,)].inc()
@@ -160,6 +199,12 @@ class RequestMiddleware:
     def _end(self, request, response, started: float) -> None:
         duration = time.perf_counter() - started
         self.in_flight.dec()
+        try:
+            self._record(request, response, duration)
+        except Exception:
+            instrumentation_failed("end")
+
+    def _record(self, request, response, duration: float) -> None:
         evidence.end(getattr(request, "_obs_token", None))
         if response is None:
             return
@@ -175,6 +220,12 @@ class RequestMiddleware:
                         extra={"slow_request": fields})
 
 
-def _logfmt(value) -> str:
-    text = str(value)
-    return json.dumps(text) if (not text or any(c in text for c in ' "=\\')) else text
+_logfmt = logsafe.logfmt  # request paths are percent-decoded: CR/LF and controls escaped (issue 11)
+
+
+def count_refused(status: int, method: str, duration: float) -> None:
+    """Count an answer given before Django ran (the ASGI/WSGI guard) as django-prometheus would."""
+    m = ContractMetrics.get_instance()
+    method = method if method in _METHODS else "<invalid method>"
+    m.responses_by_status_view_method.labels(str(status), UNRESOLVED, method).inc()
+    m.requests_latency_by_view_method.labels(UNRESOLVED, method).observe(duration)

@@ -22,9 +22,13 @@ def parse_request_start(header: str | None) -> float | None:
     raw = header.strip()
     if raw[:2].lower() == "t=":
         raw = raw[2:].strip()
-    if not raw or not raw.replace(".", "", 1).isdigit():  # also rejects signs, "nan", "inf", "1e9"
+    # ASCII digits only: str.isdigit() also takes "²" and other Unicode digits that float() refuses.
+    if not raw or not raw.isascii() or not raw.replace(".", "", 1).isdigit():  # rejects signs, "nan", "1e9"
         return None
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
     for bound, scale in _UNITS:
         if value < bound:
             return value * scale

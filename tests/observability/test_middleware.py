@@ -60,3 +60,16 @@ def test_queue_time_is_observed_only_for_a_valid_header(drills):
 def test_latency_buckets_include_the_slow_threshold():
     from django.conf import settings
     assert 1.0 in settings.PROMETHEUS_LATENCY_BUCKETS
+
+
+def test_a_unicode_digit_in_x_request_start_neither_breaks_the_request_nor_counts(drills):
+    def count():
+        return REGISTRY.get_sample_value("django_http_request_queue_seconds_count") or 0
+
+    def errors():
+        return REGISTRY.get_sample_value("django_instrumentation_errors_total", {"stage": "begin"}) or 0
+    before, errors_before = count(), errors()
+    for path in ("/healthz", "/api/jobs/x/"):
+        response = drills.get(path, HTTP_X_REQUEST_START="t=²")
+        assert response.status_code in (200, 404)
+    assert count() == before and errors() == errors_before

@@ -23,6 +23,7 @@ def test_request_start_in_seconds_milliseconds_or_microseconds_gives_the_wait(he
 @pytest.mark.parametrize("header", [
     None, "", "t=", "garbage", "t=abc", "t=-1700000000", "t=1.7e9", "nan", "inf", "t=1700000000,5",
     "t=1700000000.0.0", "1" * 30,
+    "t=²", "t=1700000000²", "t=١٧٠٠٠٠٠٠٠٠", "t=１７００００００００",  # Unicode digits pass str.isdigit(), not float()
 ])
 def test_absent_or_unparsable_header_gives_no_sample(header):
     assert queue_seconds(header, now=NOW) is None

@@ -1,0 +1,1 @@
+"""HTTP edge of the app: request strictness on both tiers, API tokens, rate limits, the OpenAPI document."""
