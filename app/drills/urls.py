@@ -13,6 +13,8 @@ urlpatterns = [
     path("worker-timeout/", views.worker_timeout, name="worker-timeout"),
     path("error/", views.error, name="error"),
     path("db-view/", views.db_view, name="db-view"),
+    path("db-errors/", views.db_errors, name="db-errors"),
+    path("consumer/", views.consumer, name="consumer"),
     path("tasks/", views.tasks, name="tasks"),
     path("tasks/purge/", views.purge_default_queue, name="tasks-purge"),
 ]

@@ -127,6 +127,44 @@ def db_view(request):
                          "recent": [{**job, "id": str(job["id"])} for job in recent]})
 
 
+@drill
+def db_errors(request):
+    """A view whose query the database refuses (the table it reads was dropped): a 500 per request.
+
+    The statement really runs and really fails in the database, so django-prometheus counts it in
+    django_db_errors_total{type="OperationalError"} (ProgrammingError on PostgreSQL).
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM drills_dropped_table")
+        (count,) = cursor.fetchone()
+    return JsonResponse({"drill": "db-errors", "rows": count})
+
+
+@csrf_exempt
+@drill
+def consumer(request):
+    """Stop or resume consuming a queue on every worker: POST ?queue=imports&action=cancel|add.
+
+    The lost-message drill holds a job's message in Redis this way for the moment it takes to
+    delete it, without stopping the worker.
+    """
+    from app.celery import app as celery_app
+
+    if request.method != "POST":
+        return JsonResponse({"error": "POST only"}, status=405)
+    queue, action = request.GET.get("queue", ""), request.GET.get("action", "")
+    if queue not in {"imports", "exports", "default"} or action not in {"cancel", "add"}:
+        return JsonResponse({"error": "queue must be imports, exports or default; action cancel or add"},
+                            status=400)
+    control = celery_app.control.cancel_consumer if action == "cancel" else celery_app.control.add_consumer
+    replies = control(queue, reply=True, timeout=5)
+    if not replies:
+        return JsonResponse({"error": "no worker answered"}, status=503)
+    return JsonResponse({"drill": "consumer", "queue": queue, "action": action, "workers": len(replies)})
+
+
 _TASK_KINDS = {  # kind -> (task name, kwargs from the query string)
     "ok": ("drills.ok", lambda q: {}),
     "fail": ("drills.fail", lambda q: {}),

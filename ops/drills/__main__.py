@@ -18,6 +18,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"drills to run (default all): {', '.join(DRILLS)}")
     parser.add_argument("--no-healthy", action="store_true", help="skip the healthy-load run")
+    parser.add_argument("--healthy", action="store_true", help="run the healthy-load run before named drills too")
     parser.add_argument("--healthy-seconds", type=float, default=90.0)
     parser.add_argument("--var", type=Path, default=None, help="the drill stack's var folder")
     args = parser.parse_args(argv)
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
     stack = Stack.start(var)
     results = []
     try:
-        if not args.names and not args.no_healthy:
+        if (args.healthy or not args.names) and not args.no_healthy:
             print("drills: healthy load ...", flush=True)
             results.append(run_healthy(stack, args.healthy_seconds))
         for name in args.names or DRILLS:

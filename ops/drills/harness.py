@@ -39,6 +39,14 @@ DRILL_ENV = {
     "GUNICORN_TIMEOUT": "6",
     "DRILLS_TIMEOUT_SLEEP_SECONDS": "10",
     "CELERY_CONCURRENCY": "2",
+    # The drills' own environment: relaxed like development, the only other one that accepts
+    # DRILLS_ENABLED=1 (production refuses it).
+    "DJANGO_ENV": "drills",
+    # Job deadlines compressed like the rules (900 s / 20), and lost messages re-published after
+    # 90 s: JobsStuck fires before the sweeper recovers a lost message (the lost-message drill).
+    # The running and retrying deadlines stay: settings keep them above the time limit and backoff.
+    "JOBS_DEADLINE_QUEUED_SECONDS": "45",
+    "JOBS_REQUEUE_LOST_AFTER_SECONDS": "90",
 }
 
 
@@ -52,9 +60,27 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def http(url: str, data: bytes | None = None, timeout: float = 10.0, method: str | None = None):
+def api_token(env: dict | None = None) -> str:
+    """Return a stack's API token: its OPS_API_TOKEN, else $OPS_VAR_DIR/api_token, else '' (tokens off).
+
+    env is the stack's environment (default: this process's), never mixed with another stack's.
+    """
+    env = os.environ if env is None else env
+    token = env.get("OPS_API_TOKEN", "").strip()
+    if token:
+        return token
+    path = Path(env.get("OPS_VAR_DIR", ROOT / "var")) / "api_token"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def http(url: str, data: bytes | None = None, timeout: float = 10.0, method: str | None = None,
+         headers: dict | None = None):
     """Return (status, body bytes); HTTP errors are answers, not exceptions."""
-    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
+                                 headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return response.status, response.read()
@@ -95,6 +121,23 @@ class Stack:
     @property
     def var_dir(self) -> Path:
         return Path(self.env["OPS_VAR_DIR"])
+
+    def auth(self) -> dict:
+        """Return the Authorization header of the stack's API token ({} when it runs without one)."""
+        token = api_token(self.env)  # Stack.start drops OPS_* of the caller: the drill stack's own token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def api(self, path: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10.0):
+        """Call the jobs API of the WSGI tier with the token; return (status, body bytes)."""
+        return http(self.url("WEB_PORT") + path, data, timeout, headers={**self.auth(), **(headers or {})})
+
+    def db(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Run a read-only query on the stack's SQLite database (what the jobs really are)."""
+        import sqlite3
+
+        uri = f"file:{self.var_dir / 'db.sqlite3'}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=30) as conn:
+            return conn.execute(sql, params).fetchall()
 
     def wait_ready(self, timeout: float) -> None:
         def ready():
@@ -168,8 +211,9 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
 class Load:
     """Closed-loop load: `clients` threads request `url` back to back until stopped."""
 
-    def __init__(self, url: str, clients: int, timeout: float = 30.0, pause: float = 0.0):
-        self.url, self.timeout, self.pause = url, timeout, pause
+    def __init__(self, url: str, clients: int, timeout: float = 30.0, pause: float = 0.0,
+                 headers: dict | None = None):
+        self.url, self.timeout, self.pause, self.headers = url, timeout, pause, headers or {}
         self._stop = threading.Event()
         self.sent = 0
         self.statuses: dict[int, int] = {}
@@ -181,7 +225,7 @@ class Load:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                status, _ = http(self.url, timeout=self.timeout)
+                status, _ = http(self.url, timeout=self.timeout, headers=self.headers)
             except (OSError, urllib.error.URLError):
                 status = 0
             with self._lock:

@@ -94,6 +94,13 @@ def run_drill(stack: Stack, drill: Drill) -> Result:
         result.resolved_after = time.time() - removed_at
     except DrillFailed as exc:
         result.error = result.error or str(exc)
+    if drill.check is not None:  # what the drill asserts beyond alerts, e.g. against the database
+        try:
+            problem = drill.check(stack)
+        except DrillFailed as exc:
+            problem = str(exc)
+        if problem:
+            result.error = result.error or f"check failed: {problem}"
     result.seen -= carried
     result.unexpected = result.seen - set(drill.expected) - set(drill.tolerated)
     if result.unexpected and not result.error:

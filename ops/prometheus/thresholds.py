@@ -32,6 +32,10 @@ view_min_requests_per_second = 0.05  # views quieter than 3 requests a minute ar
 event_loop_lag_quantile_ratio = 0.99  # which quantile of the ASGI event-loop lag is watched
 event_loop_lag_seconds = 0.25  # that quantile above a quarter second: the loop is blocked, all requests stall
 unapplied_migrations_count = 0  # migrations the running code expects but the database lacks
+database_errors_per_second = 0.05  # failed queries or connections per second of a tier (3 a minute)
+client_error_ratio = 0.25  # share of a tier's responses that are 4xx
+client_error_min_requests_per_second = 0.2  # tiers quieter than 12 requests a minute are too noisy to judge
+instrumentation_errors_per_window = 0  # middleware / ASGI guard failures tolerated per 10 minutes
 
 # --- Celery ----------------------------------------------------------------------------------
 queue_drain_budget_seconds = 600  # a queue must be drainable within 10 minutes at the current consume rate
@@ -41,6 +45,10 @@ celery_saturation_ratio = 0.9  # busy share of a worker's pool (active tasks / c
 task_failure_ratio = 0.10  # share of a task's completions that failed
 task_retry_ratio = 0.5  # share of a task's outcomes that are retries; above 0.5 retries outnumber completions
 time_limit_hits_per_window = 0  # soft or hard time-limit hits tolerated per 10 minutes
+
+# --- Jobs (outbox and sweeper; the per-state deadlines are app settings, JOBS_DEADLINE_*_SECONDS) ---
+outbox_oldest_age_seconds = 120  # an accepted job still unpublished after 2 minutes: the outbox is not drained
+sweeper_heartbeat_age_seconds = 60  # no completed sweep for a minute (12 sweeps at the 5 s default interval)
 
 # --- Meta (Prometheus, Alertmanager) -------------------------------------------------------
 rule_failures_per_window = 0  # rule evaluation failures tolerated per 5 minutes

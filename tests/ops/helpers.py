@@ -12,7 +12,7 @@ RULES_DIR = PROMETHEUS_DIR / "rules"
 PROMTOOL_TESTS_DIR = PROMETHEUS_DIR / "tests"
 PANELS_FILE = REPO / "ops" / "grafana" / "panels.yml"
 ALERTMANAGER_CONFIG = ALERTMANAGER_DIR / "alertmanager.yml"
-COMPONENTS = ("gunicorn", "django", "celery", "redis", "meta")
+COMPONENTS = ("gunicorn", "django", "celery", "jobs", "redis", "meta")
 # Where the shared design folder sits: beside the repository (development and CI), or DESIGN_MD.
 DESIGN_MD = Path(os.environ.get("DESIGN_MD", REPO.parent / "shared" / "DESIGN.md"))
 

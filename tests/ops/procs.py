@@ -141,10 +141,12 @@ def start_inbox(workdir, port=None):
     )
 
 
-def start_alertmanager(workdir, inbox_url, timings=None, port=None, config=ALERTMANAGER_DIR / "alertmanager.yml"):
+def start_alertmanager(workdir, inbox_url, timings=None, port=None, config=ALERTMANAGER_DIR / "alertmanager.yml",
+                       log_level="info"):
     """Render the real Alertmanager config to notify inbox_url and start Alertmanager on it.
 
     timings: e.g. {"group_wait": "1s", "group_interval": "1s"}, applied to every route.
+    log_level "debug" logs every flush of an aggregation group (see flushes_of()).
     """
     render = load_module(ALERTMANAGER_DIR / "render.py")  # the renderer the stack launcher uses
     workdir = Path(workdir)
@@ -152,9 +154,21 @@ def start_alertmanager(workdir, inbox_url, timings=None, port=None, config=ALERT
     return _start(
         "alertmanager", workdir,
         lambda p: [ALERTMANAGER_BIN, f"--config.file={config_path}", f"--storage.path={workdir / 'data'}",
-                   f"--web.listen-address=127.0.0.1:{p}", "--cluster.listen-address=", "--log.level=info"],
+                   f"--web.listen-address=127.0.0.1:{p}", "--cluster.listen-address=", f"--log.level={log_level}"],
         "/-/ready", port,
     )
+
+
+def flushes_of(alertmanager, name, fingerprint):
+    """Return how often Alertmanager (started with log_level="debug") flushed the group holding an alert.
+
+    The dispatcher logs `msg=flushing alerts=[<name>[<fingerprint[:7]>][active] ...]` before it runs
+    a group through the notification pipeline (inhibition, silences, then the receivers), and runs
+    one group's flushes one after the other: a second flush means the first one was done.
+    """
+    needle = f"{name}[{fingerprint[:7]}]"
+    lines = alertmanager.log.read_text(errors="replace").splitlines()
+    return sum(1 for line in lines if "msg=flushing" in line and needle in line)
 
 
 def write_targets(targets_dir, targets):

@@ -20,8 +20,13 @@ from tests.ops.procs import PROMETHEUS_DIR, PROMETHEUS_JOBS, REPO, load_module
 
 GENERATE = PROMETHEUS_DIR / "generate.py"
 SEVERITY_RECEIVERS = {"critical", "warning", "none"}
-ALERT_COMPONENTS = {"gunicorn", "django", "celery", "redis", "prometheus", "alertmanager", "meta"}
+ALERT_COMPONENTS = {"gunicorn", "django", "celery", "jobs", "redis", "prometheus", "alertmanager", "meta"}
 SLO_ALERTS = {"DjangoAvailabilityBudgetBurn", "DjangoLatencyBudgetBurn"}
+# DESIGN.md rows of the proxy tier (ops/nginx/), which is not built yet: no rule, no runbook.
+PLANNED = {"NginxUpstreamErrors", "NginxDown", "RequestQueueTimeHigh"}
+# Alerts an issue asked for before DESIGN.md's table lists them (issue 22: instrumentation never
+# raises into the request, so its failures need an alert of their own).
+BEYOND_DESIGN = {"DjangoInstrumentationErrors"}
 
 
 def _promtool_cases():
@@ -60,9 +65,12 @@ def test_one_rule_file_and_one_promtool_test_file_per_component():
 
 
 def test_catalog_copy_matches_design(catalog):
-    assert len(catalog) == 23 and len(set(catalog)) == 23
+    assert len(catalog) == 28 and len(set(catalog)) == 28
+    assert not PLANNED & set(catalog)
     if DESIGN_MD.is_file():  # the shared design folder is beside the repo in development and CI
-        assert read_catalog_from_design(DESIGN_MD) == catalog
+        design = read_catalog_from_design(DESIGN_MD)
+        assert PLANNED <= set(design), "a planned alert left DESIGN.md: drop it from PLANNED"
+        assert [n for n in design if n not in PLANNED] == [n for n in catalog if n not in BEYOND_DESIGN]
 
 
 def test_every_catalog_alert_is_defined_exactly_once_per_severity(catalog, alert_rules):
@@ -89,20 +97,32 @@ def test_alerts_carry_severity_component_and_the_four_annotations(alert_rules):
             assert "$labels." in annotations["summary"] + annotations["description"], name
 
 
-def test_every_alert_has_a_firing_and_a_quiet_promtool_case(alert_rules):
+def test_every_alert_has_a_firing_and_a_quiet_promtool_case_per_severity(alert_rules):
+    """Keyed by (alert, severity): a case where only the ticket fires is a quiet case of the page."""
+    severities = {}
+    for rule in alert_rules:
+        severities.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
     fired, quiet = set(), set()
     for _file, alertname, _t, exp_alerts in _promtool_cases():
-        if exp_alerts:
-            fired.update((alertname, a["exp_labels"]["severity"]) for a in exp_alerts)
-            for a in exp_alerts:  # asserted exactly: every label and all four annotations
-                assert {"severity", "component"} <= set(a["exp_labels"]), alertname
-                assert set(a["exp_annotations"]) == {"summary", "description", "runbook_url", "dashboard_url"}
-        else:
-            quiet.add(alertname)
+        for a in exp_alerts:  # asserted exactly: every label and all four annotations
+            assert {"severity", "component"} <= set(a["exp_labels"]), alertname
+            assert set(a["exp_annotations"]) == {"summary", "description", "runbook_url", "dashboard_url"}
+        firing = {a["exp_labels"]["severity"] for a in exp_alerts}
+        assert firing <= severities.get(alertname, set()), (alertname, firing)
+        fired.update((alertname, s) for s in firing)
+        quiet.update((alertname, s) for s in severities.get(alertname, set()) - firing)
     for rule in alert_rules:
-        assert (rule["alert"], rule["labels"]["severity"]) in fired, f"{rule['alert']} never fires in a test"
+        key = (rule["alert"], rule["labels"]["severity"])
+        assert key in fired, f"{rule['alert']} ({key[1]}) never fires in a test"
         if rule["alert"] != "Watchdog":  # always firing by design; its silence is the signal
-            assert rule["alert"] in quiet, f"{rule['alert']} has no case where it must stay quiet"
+            assert key in quiet, f"{rule['alert']} ({key[1]}) has no case where it must stay quiet"
+
+
+def test_quiet_cases_are_keyed_by_severity():
+    """A case expecting only the ticket of an SLO alert proves the page quiet, not the ticket."""
+    cases = [(name, {a["exp_labels"]["severity"] for a in exp}) for _f, name, _t, exp in _promtool_cases()
+             if name in SLO_ALERTS]
+    assert any(s == {"warning"} for _, s in cases), "no case where the ticket fires and the page stays quiet"
 
 
 def test_runbook_url_points_at_the_alerts_runbook(alert_rules):

@@ -17,7 +17,7 @@ def prometheus(tmp_path_factory):
 
 
 def test_runbooks_have_queries_to_run():
-    assert len(runbook_queries()) >= 2 * 23
+    assert len(runbook_queries()) >= 2 * 28
 
 
 @pytest.mark.parametrize("alert,query", runbook_queries(), ids=lambda v: str(v)[:50])

@@ -143,4 +143,36 @@ def build():
             "short", thresholds=alert_at(above(t.unapplied_migrations_count)), alerts=c[6]["alerts"],
             width=24, height=4,
         ))
+        .with_row(row("Client errors, database errors, instrumentation", 103))
+        .with_panel(timeseries_panel(
+            13, c[13]["title"],
+            "Share of each tier's responses that are 4xx over 5 minutes; the ticket fires above "
+            f"{t.client_error_ratio:.0%} for 15 minutes on a tier serving more than "
+            f"{t.client_error_min_requests_per_second:g} req/s. Responses by status says which 4xx "
+            "(401 a token, 403 CSRF, 404 a client bug, 429 the rate limit).",
+            [q(f"job:django_http_client_errors:ratio_rate5m{{{JOB}}}", "{{job}}")],
+            "percentunit", thresholds=alert_at(t.client_error_ratio), alerts=c[13]["alerts"], width=8, max_=1,
+        ))
+        .with_panel(timeseries_panel(
+            14, c[14]["title"],
+            "Statements that raised plus connections the database refused, per second, by tier and "
+            f"database; the ticket fires above {t.database_errors_per_second:g}/s for 5 minutes. "
+            "The second query splits the statements by exception class.",
+            [
+                q(f"alias:django_db_errors:rate5m{{{JOB}}}", "{{job}} {{alias}}"),
+                q(f"sum by (job, type) (rate(django_db_errors_total{{{JOB}}}[$__rate_interval]))",
+                  "{{job}} {{type}}", ref="B"),
+            ],
+            "suffix: errors/s", thresholds=alert_at(t.database_errors_per_second), alerts=c[14]["alerts"],
+            width=8,
+        ))
+        .with_panel(timeseries_panel(
+            15, c[15]["title"],
+            "Failures inside the request middleware or the ASGI guard in the last 10 minutes, by stage. "
+            "The request went on, but its metrics or log line are missing; any failure opens a ticket.",
+            [q("sum by (job, instance, stage) (increase(django_instrumentation_errors_total"
+               f"{{{JOB}}}[10m]))", "{{job}} {{instance}} {{stage}}")],
+            "short", thresholds=alert_at(above(t.instrumentation_errors_per_window)), alerts=c[15]["alerts"],
+            width=8, bars=True,
+        ))
     )

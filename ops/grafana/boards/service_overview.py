@@ -149,4 +149,28 @@ def build():
                f"{{{JOB}}}[5m]))", "{{integration}}")],
             "suffix: notifications/s", alerts=c[6]["alerts"], width=8,
         ))
+        .with_row(row("Jobs: accepted work reaches a result", 103))
+        .with_panel(timeseries_panel(
+            12, c[12]["title"],
+            "Seconds the oldest accepted job has waited unpublished (the outbox), and since the outbox "
+            "sweeper last completed a sweep. The page fires when the outbox passes "
+            f"{t.outbox_oldest_age_seconds} s or the sweep {t.sweeper_heartbeat_age_seconds} s, for 2 "
+            "minutes: accepted uploads and exports are not reaching the broker.",
+            [
+                q(f"job:jobs_outbox_oldest_age_seconds:max{{{JOB}}}", "oldest unpublished job {{job}}"),
+                q(f"job:jobs_sweeper_heartbeat_age_seconds:max{{{JOB}}}", "last completed sweep {{job}}", ref="B"),
+            ],
+            "s", thresholds=alert_at(t.sweeper_heartbeat_age_seconds), alerts=c[12]["alerts"],
+        ))
+        .with_panel(timeseries_panel(
+            13, c[13]["title"],
+            "Seconds the oldest job of each non-final state has been in it (solid) against that state's "
+            "deadline, JOBS_DEADLINE_<STATE>_SECONDS (dashed); the ticket fires when a state stays "
+            "past its deadline for 5 minutes.",
+            [
+                q(f"state:jobs_oldest_age_seconds:max{{{JOB}}}", "oldest {{state}}"),
+                q(f"max by (job, state) (jobs_deadline_seconds{{{JOB}}})", "deadline {{state}}", ref="B"),
+            ],
+            "s", alerts=c[13]["alerts"],
+        ))
     )
