@@ -1,4 +1,4 @@
-"""Shared fixtures: a var folder, process cleanup, Redis, and the committed alert rules."""
+"""Shared fixtures: a var folder, the Celery metrics folder, process cleanup, Redis, and the committed alert rules."""
 import pytest
 import yaml
 
@@ -9,6 +9,14 @@ from tests.support import stack
 def var_dir(tmp_path):
     path = tmp_path / "var"
     (path / "run").mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+def metrics_dir(var_dir):
+    """The Celery multiprocess metrics folder that workers, the sweeper and the exporter share."""
+    path = var_dir / "metrics" / "celery"
+    path.mkdir(parents=True)
     return path
 
 

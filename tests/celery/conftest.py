@@ -5,13 +5,6 @@ from tests.support import stack
 
 
 @pytest.fixture
-def metrics_dir(var_dir):
-    path = var_dir / "metrics" / "celery"
-    path.mkdir(parents=True)
-    return path
-
-
-@pytest.fixture
 def celery_env(var_dir, redis, metrics_dir):
     """Environment of workers, producers and the exporter: one broker, one metrics directory."""
     return stack.app_env(var_dir, redis["url"], PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))

@@ -29,13 +29,6 @@ pytestmark = pytest.mark.integration
 # --- helpers -------------------------------------------------------------------------------------
 
 @pytest.fixture
-def metrics_dir(var_dir):
-    path = var_dir / "metrics" / "celery"
-    path.mkdir(parents=True)
-    return path
-
-
-@pytest.fixture
 def env(app_env, metrics_dir):
     """Environment of workers and the sweeper: they share one metrics folder, as in ops/Procfile."""
     return {**app_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
