@@ -197,7 +197,7 @@ def test_sweeper_survives_broker_and_database_errors_and_keeps_its_heartbeat(web
 
 def test_a_lost_message_is_republished_and_the_job_completes(web, env, redis, var_dir, procs, metrics_dir):
     job_id = _upload(web).json()["id"]  # published; no worker consumes yet
-    broker = redis_client.Redis(port=redis["port"])
+    broker = redis_client.Redis(host=stack.HOST, port=redis["port"])
     assert broker.llen("imports") == 1
     broker.delete("imports")  # the message is lost (as an un-fsynced write on a Redis crash)
     _worker(env, var_dir, procs)
@@ -267,7 +267,7 @@ def test_request_and_sweeper_racing_publish_each_job_once(web, env, var_dir, pro
 
 def test_no_copies_pile_up_in_a_queue_that_nobody_consumes(web, env, redis, var_dir, procs, metrics_dir):
     job_id = _upload(web).json()["id"]  # published; the workers are down
-    broker = redis_client.Redis(port=redis["port"])
+    broker = redis_client.Redis(host=stack.HOST, port=redis["port"])
     sweeper = _sweeper({**env, "JOBS_REQUEUE_LOST_AFTER_SECONDS": "1"}, var_dir, procs)
     stack.wait_for(lambda: _value(metrics_dir, "jobs_sweeper_last_success_timestamp_seconds") > 0, 30, "a sweep")
     time.sleep(5)  # five times the lost-after age, ~15 sweeps
