@@ -1,11 +1,13 @@
 """Production gunicorn settings; every value can be overridden from the environment.
 
-Plain settings only: the hooks live in app/observability/gunicorn.py, which has tests.
+Plain settings only: the hooks come from the library (django_celery_ops.gunicorn_conf).
 """
 import os
 
-from app.env import env_int, env_str
-from app.observability import gunicorn as _hooks
+from django_celery_ops.env import env_int, env_str
+# The library's hooks (metric storage, tier shape, worker exits, timeout evidence) and its
+# escaping access-log logger: logger_class, on_starting, post_fork, child_exit, ...
+from django_celery_ops.gunicorn_conf import *  # noqa: F401,F403
 
 _var = env_str("OPS_VAR_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), "var"))
 _name = env_str("GUNICORN_NAME", "web")
@@ -39,8 +41,7 @@ limit_request_line = env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094, minimum=64, ma
 limit_request_fields = env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 100, minimum=4, maximum=32768)  # header count
 limit_request_field_size = env_int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190, minimum=64)  # bytes per header line
 
-# Access-log fields (request line, headers) escaped: no control character reaches a log line.
-logger_class = _hooks.Logger
+# Access-log fields (request line, headers) are escaped by the library's logger_class.
 accesslog = env_str("GUNICORN_ACCESS_LOG", "-")
 errorlog = env_str("GUNICORN_ERROR_LOG", "-")
 loglevel = env_str("GUNICORN_LOG_LEVEL", "info")
@@ -52,13 +53,3 @@ access_log_format = env_str(
 # Trust X-Forwarded-* and SCRIPT_NAME only from the configured proxies (none by default: a client
 # on loopback sending SCRIPT_NAME made gunicorn answer 500). The app reads the same OBS_TRUSTED_PROXIES.
 forwarded_allow_ips = env_str("GUNICORN_FORWARDED_ALLOW_IPS", env_str("OBS_TRUSTED_PROXIES", ""))
-
-# Metric and evidence hooks (app/observability/gunicorn.py); metric files go to PROMETHEUS_MULTIPROC_DIR.
-on_starting = _hooks.on_starting
-when_ready = _hooks.when_ready
-nworkers_changed = _hooks.nworkers_changed
-on_exit = _hooks.on_exit
-post_fork = _hooks.post_fork
-post_worker_init = _hooks.post_worker_init
-worker_exit = _hooks.worker_exit
-child_exit = _hooks.child_exit

@@ -1,7 +1,5 @@
-# Multiprocess metric storage must be chosen before any metric exists (bounded, slot-named files).
-from app.observability import multiprocess
-
-multiprocess.install()
+# The library chooses the multiprocess metric storage on import, before any metric exists.
+import django_celery_ops  # noqa: F401
 
 # Load the Celery app with Django so that @shared_task binds to it.
 from app.celery import app as celery_app  # noqa: E402

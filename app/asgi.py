@@ -11,7 +11,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
 django_application = get_asgi_application()
 
 from app.api import guard, uploads  # noqa: E402 (after Django is set up)
-from app.observability import loop_lag  # noqa: E402
+from django_celery_ops import loop_lag  # noqa: E402
 
 uploads.clean_spool()  # what a killed worker left behind
 application = loop_lag.instrument(guard.asgi(django_application))

@@ -10,7 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from app.env import env_bool, env_float, env_int, env_list, env_str
+from django_celery_ops.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -51,13 +51,13 @@ INSTALLED_APPS = [
     "django_prometheus",
     "app.jobs",
     "app.drills",
-    "app.observability",
+    "django_celery_ops",
 ]
 
 MIDDLEWARE = [
     # First: times everything below it. It also writes django-prometheus' request families of
     # docs/metrics.md (in place of its Before/After middlewares, which must not be added).
-    "app.observability.middleware.RequestMiddleware",
+    "django_celery_ops.middleware.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

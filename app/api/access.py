@@ -16,7 +16,7 @@ from django.core.cache import caches
 
 from app.api import tokens
 from app.errors import error
-from app.observability.middleware import instrumentation_failed
+from django_celery_ops.middleware import instrumentation_failed
 
 ANONYMOUS = None  # tokens off: no owner, no filtering
 

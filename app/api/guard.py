@@ -22,7 +22,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from app.observability.middleware import count_refused, instrumentation_failed
+from django_celery_ops.middleware import count_refused, instrumentation_failed
 
 _FORWARDED = (b"x-forwarded-", b"forwarded", b"x-real-ip")
 _IMPORT_SUFFIX = "/api/imports/"

@@ -33,7 +33,7 @@ def _rule(name: str) -> str:
 
 def _count(status: int, method: str) -> None:
     try:
-        from app.observability.middleware import count_refused, instrumentation_failed
+        from django_celery_ops.middleware import count_refused, instrumentation_failed
     except Exception:  # the app is not loaded yet: nothing to count with
         return
     try:

@@ -213,7 +213,7 @@ def _republish(job_id, field: str, old, states, reason: str) -> bool | None:
 def empty_queues(queues: set[str]) -> set[str] | None:
     """The queues among these that hold no message now; None when the broker cannot tell."""
     from app import celery_app
-    from app.observability import celery_queues
+    from django_celery_ops import celery_queues
 
     try:
         with celery_app.connection_for_read() as connection:

@@ -92,7 +92,7 @@ import os, time, tempfile
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
 import app
 from types import SimpleNamespace
-from app.observability import celery_metrics as m
+from django_celery_ops import celery_metrics as m
 req = SimpleNamespace(hostname="w1@bench", delivery_info={{"routing_key": "default"}}, eta=None,
                       published_at=time.time(), task_name="drills.ok")
 task = SimpleNamespace(name="drills.ok", request=req)

@@ -20,10 +20,10 @@ import cProfile, io, os, pstats, sys, time
 sys.path.insert(0, sys.argv[1])
 layer, n, path, profile = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
 import app
-from app.observability import multiprocess
+from django_celery_ops import multiprocess
 multiprocess.setup("worker")
 if layer != "bare":
-    from app.observability import sentry
+    from django_celery_ops import sentry
     sentry.init()
 from django.core.wsgi import get_wsgi_application
 application = get_wsgi_application()

@@ -109,13 +109,13 @@ if mode == "stock":
 import django
 django.setup()
 from django.test import Client
-from app.observability import metrics  # noqa: F401 (our metrics exist in every worker)
+from django_celery_ops import metrics  # noqa: F401 (our metrics exist in every worker)
 client = Client(SERVER_NAME="localhost")
 for i in range(n):
     pid = os.fork()
     if pid == 0:
         if mode == "ours":
-            from app.observability import multiprocess
+            from django_celery_ops import multiprocess
             multiprocess.setup("worker")
         for path in ("/healthz", "/drills/db-view/", "/nope/"):
             client.get(path)

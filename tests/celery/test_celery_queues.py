@@ -1,7 +1,7 @@
 """Redis queue keys: one list per priority step, with kombu's separator."""
 from types import SimpleNamespace
 
-from app.observability.celery_queues import redis_keys
+from django_celery_ops.celery_queues import redis_keys
 
 
 def test_redis_keys_cover_every_priority_step():

@@ -1,5 +1,5 @@
 """WorkerTracker: up from heartbeats, down on offline or silence, silence judged only while listening."""
-from app.observability.celery_workers import WorkerTracker
+from django_celery_ops.celery_workers import WorkerTracker
 
 
 class Clock:

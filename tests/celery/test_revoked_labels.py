@@ -1,7 +1,7 @@
 """task_revoked passes a task Context (not a Request) for a message discarded before it ran."""
 from celery.app.task import Context
 
-from app.observability import celery_metrics
+from django_celery_ops import celery_metrics
 
 
 class _Task:

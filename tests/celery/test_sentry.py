@@ -49,7 +49,7 @@ def test_task_exception_reaches_sentry_with_task_name_and_the_producers_trace(ce
     env = {**celery_env, "SENTRY_DSN": sentry_dsn, "SENTRY_TRACES_SAMPLE_RATE": "1.0"}
     procs.append(stack.start_celery_worker(env, var_dir, concurrency=1))
     out = produce(env, "import sentry_sdk",
-                  "from app.observability import sentry",
+                  "from django_celery_ops import sentry",
                   "assert sentry.init()",
                   "with sentry_sdk.start_transaction(name='POST /api/imports/', op='http.server') as t:",
                   "    tasks.fail.delay()",

@@ -4,7 +4,7 @@ import pytest
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from app.observability.middleware import CONTRACT_FAMILIES, ContractMetrics
+from django_celery_ops.middleware import CONTRACT_FAMILIES, ContractMetrics
 
 DROPPED = (
     "django_http_requests_before_middlewares_total", "django_http_responses_before_middlewares_total",

@@ -7,8 +7,8 @@ import socket
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from app.observability import gunicorn as hooks
-from app.observability.gunicorn import exit_reason
+from django_celery_ops import gunicorn as hooks
+from django_celery_ops.gunicorn import exit_reason
 from tests.support import stack, web
 
 

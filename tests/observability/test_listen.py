@@ -1,7 +1,7 @@
 """The listen backlog is read from the kernel: connections nobody accepted yet."""
 import socket
 
-from app.observability import listen
+from django_celery_ops import listen
 
 
 def test_accept_queue_counts_connections_not_yet_accepted():

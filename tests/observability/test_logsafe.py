@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 
-from app.observability import gunicorn as hooks
-from app.observability.logsafe import escape, logfmt
+from django_celery_ops import gunicorn as hooks
+from django_celery_ops.logsafe import escape, logfmt
 
 FORGED = "FAKE 2026-01-01 00:00:00,000 ERROR app forged line"
 
@@ -65,12 +65,12 @@ def test_slow_request_log_escapes_an_injected_line_break(log_lines, forged, enco
         environ = {"path": "/no-such/%0d%0a" + forged.replace(" ", "%20")}
     else:  # a raw newline in PATH_INFO (the test client would strip it from a URL)
         environ = {"path": "/no-such/", "PATH_INFO": "/no-such/\r\n" + forged}
-    lines = log_lines("app.observability.slow")
+    lines = log_lines("django_celery_ops.slow")
     with override_settings(OBS_SLOW_REQUEST_SECONDS=0.0):  # every request is slow
         response = Client().get(**environ, HTTP_X_REQUEST_ID="rid\r\n" + forged)
     assert response.status_code == 404
     [line] = lines()
-    assert " WARNING app.observability.slow slow request view=" in line
+    assert " WARNING django_celery_ops.slow slow request view=" in line
     assert "/no-such/\\r\\n" + forged in line  # the path is there, its line break escaped
     assert "rid" not in line  # a request id that is not a safe token is replaced, never logged
 

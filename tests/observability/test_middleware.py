@@ -19,12 +19,12 @@ def drills(settings):
 
 def test_a_request_over_the_threshold_is_counted_and_logged(drills, caplog):
     before = _slow("drills:slow-view")
-    with caplog.at_level(logging.WARNING, logger="app.observability.slow"):
+    with caplog.at_level(logging.WARNING, logger="django_celery_ops.slow"):
         response = drills.get("/drills/slow-view/?seconds=0.1", HTTP_X_REQUEST_ID="rid-123")
     assert response.status_code == 200
     assert response["X-Request-ID"] == "rid-123"
     assert _slow("drills:slow-view") == before + 1
-    [record] = [r for r in caplog.records if r.name == "app.observability.slow"]
+    [record] = [r for r in caplog.records if r.name == "django_celery_ops.slow"]
     assert record.slow_request["view"] == "drills:slow-view"
     assert record.slow_request["status"] == 200
     assert record.slow_request["duration_seconds"] >= 0.1
@@ -34,10 +34,10 @@ def test_a_request_over_the_threshold_is_counted_and_logged(drills, caplog):
 
 def test_a_fast_request_is_neither_counted_nor_logged(drills, caplog):
     before = _slow("healthz")
-    with caplog.at_level(logging.WARNING, logger="app.observability.slow"):
+    with caplog.at_level(logging.WARNING, logger="django_celery_ops.slow"):
         response = drills.get("/healthz")
     assert _slow("healthz") == before
-    assert not [r for r in caplog.records if r.name == "app.observability.slow"]
+    assert not [r for r in caplog.records if r.name == "django_celery_ops.slow"]
     assert len(response["X-Request-ID"]) == 32  # made up when the proxy sent none
 
 

@@ -1,7 +1,7 @@
 """X-Request-Start in every common format gives the queue time; anything else gives no sample."""
 import pytest
 
-from app.observability.queue_time import parse_request_start, queue_seconds
+from django_celery_ops.queue_time import parse_request_start, queue_seconds
 
 NOW = 1_700_000_000.250
 

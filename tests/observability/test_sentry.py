@@ -40,7 +40,7 @@ def test_a_worker_timeout_reaches_sentry_from_the_replacement_worker(start_tier,
 
 
 def test_without_a_dsn_sentry_stays_off(settings):
-    from app.observability import sentry
+    from django_celery_ops import sentry
 
     settings.SENTRY_DSN = ""
     assert sentry.init() is False

@@ -19,7 +19,7 @@ def start_exporter(env: dict, var_dir: Path, port: int | None = None, **override
     env.update({"EXPORTER_HOST": HOST, "EXPORTER_PORT": str(port), "EXPORTER_POLL_SECONDS": "1",
                 "EXPORTER_METRICS_DIR": overrides.pop("metrics_dir", "")})
     env.update(overrides)
-    proc = Proc(f"exporter-{port}", [sys.executable, "-m", "app.observability.exporter"], env, var_dir)
+    proc = Proc(f"exporter-{port}", [sys.executable, "-m", "django_celery_ops.exporter", "--app", "app.celery:app"], env, var_dir)
     url = f"http://{HOST}:{port}"
 
     def up():
@@ -47,7 +47,7 @@ def produce(env: dict, *calls: str, timeout: float = 120) -> str:
     """Run producer calls (Python statements using `tasks`) in a fresh process of the app."""
     code = "\n".join([
         "import app",
-        "from app.observability import multiprocess",
+        "from django_celery_ops import multiprocess",
         "multiprocess.setup('producer')",
         "from app.drills import tasks",
         *calls,

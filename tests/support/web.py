@@ -55,7 +55,7 @@ def worker_pids(master_pid: int) -> set[int]:
 
 def start_metrics_server(env: dict, var_dir: Path, name: str) -> tuple[stack.Proc, str]:
     port = stack.free_port()
-    proc = stack.Proc(f"metrics-{name}-{port}", [str(stack.VENV_BIN / "python"), "-m", "app.observability.metrics_server",
+    proc = stack.Proc(f"metrics-{name}-{port}", [str(stack.VENV_BIN / "python"), "-m", "django_celery_ops.metrics_server",
                                                  "--port", str(port)], env, var_dir)
     url = f"http://{stack.HOST}:{port}/metrics"
 

@@ -13,7 +13,7 @@ from django.test import override_settings
 from prometheus_client import REGISTRY
 
 from app.api import guard, tokens, uploads
-from app.observability import queue_time
+from django_celery_ops import queue_time
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,11 +152,11 @@ def test_a_failure_inside_the_middleware_is_counted_logged_on_one_line_and_the_r
         raise RuntimeError(f"instrumentation bug with {header}")
     monkeypatch.setattr(queue_time, "queue_seconds", broken)
     before = _errors("begin")
-    with caplog.at_level(logging.WARNING, logger="app.observability.errors"):
+    with caplog.at_level(logging.WARNING, logger="django_celery_ops.errors"):
         response = client.get("/healthz", HTTP_X_REQUEST_START="t=1\nFORGED line")
     assert response.status_code == 200 and len(response["X-Request-ID"]) == 32
     assert _errors("begin") == before + 1
-    [record] = [r for r in caplog.records if r.name == "app.observability.errors"]
+    [record] = [r for r in caplog.records if r.name == "django_celery_ops.errors"]
     assert "stage begin: RuntimeError" in record.getMessage() and "\n" not in record.getMessage()
 
 

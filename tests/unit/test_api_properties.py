@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from app.api import guard, tokens
 from app.jobs import csvfiles
 from app.jobs.errors import InvalidUpload
-from app.observability import middleware, queue_time
+from django_celery_ops import middleware, queue_time
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BOUNDED = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

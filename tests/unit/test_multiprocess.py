@@ -7,12 +7,12 @@ import textwrap
 
 import pytest
 
-from app.observability import multiprocess
+from django_celery_ops import multiprocess
 from tests.support.stack import ROOT
 
 _CHILD = textwrap.dedent("""
     import os, sys, time
-    from app.observability import multiprocess
+    from django_celery_ops import multiprocess
     multiprocess.setup(sys.argv[1])
     from prometheus_client import Counter, Gauge
     done = Counter("drill_done", "work done")
@@ -98,7 +98,7 @@ def test_only_the_dead_slot_leaves_while_others_live(tmp_path):
 
 
 def test_not_in_multiprocess_mode_setup_is_a_no_op(monkeypatch):
-    from app.observability import multiprocess as ours
+    from django_celery_ops import multiprocess as ours
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     assert ours.setup("x") == ""

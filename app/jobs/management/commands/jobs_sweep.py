@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 
 from app.jobs import metrics, services
-from app.observability import multiprocess
+from django_celery_ops import multiprocess
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from django.conf import settings
 from django_prometheus.middleware import Metrics
 from prometheus_client import Counter
 
-from app.observability import evidence, logsafe, metrics, queue_time
+from . import evidence, logsafe, metrics, queue_time
 
-log = logging.getLogger("app.observability.slow")
-_errors_log = logging.getLogger("app.observability.errors")
+log = logging.getLogger("django_celery_ops.slow")
+_errors_log = logging.getLogger("django_celery_ops.errors")
 
 # A failure inside the instrumentation (or the ASGI guard, or the rate limiter's cache) is
 # counted here and logged; the request goes on. DjangoInstrumentationErrors alerts on it.

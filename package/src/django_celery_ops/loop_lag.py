@@ -18,7 +18,7 @@ import traceback
 from django.conf import settings
 from prometheus_client import Histogram
 
-log = logging.getLogger("app.observability.loop_lag")
+log = logging.getLogger("django_celery_ops.loop_lag")
 
 event_loop_lag_seconds = Histogram(
     "django_asgi_event_loop_lag_seconds", "How late the event loop ran a timer it had scheduled.",

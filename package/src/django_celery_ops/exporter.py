@@ -1,4 +1,4 @@
-"""The Celery exporter service: `python -m app.observability.exporter` (settings: docs/celery-observability.md).
+"""The Celery exporter service: `django-celery-ops-exporter --app proj.celery:app` (settings: docs/celery-observability.md).
 
 /metrics serves three things: the task counters and histograms the workers and producers
 wrote to the multiprocess directory (app/observability/celery_metrics.py), the queue lengths
@@ -21,12 +21,12 @@ from celery.events.receiver import EventReceiver
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from app.env import env_float, env_int, env_list, env_str
-from app.observability import celery_queues
-from app.observability.celery_workers import WorkerTracker
-from app.observability.multiprocess import SlotCollector
+from .env import env_float, env_int, env_list, env_str
+from . import celery_queues
+from .celery_workers import WorkerTracker
+from .multiprocess import SlotCollector
 
-log = logging.getLogger("app.observability.exporter")
+log = logging.getLogger("django_celery_ops.exporter")
 
 
 @dataclass
@@ -214,10 +214,35 @@ def _handler(exporter: Exporter):
     return Handler
 
 
-def main() -> None:
+def load_app(spec: str):
+    """Import a Celery app named as `celery -A` takes it: "module:attr", or "module" (its `app`/`celery`)."""
+    import importlib
+
+    module_name, _, attr = spec.partition(":")
+    module = importlib.import_module(module_name)
+    if attr:
+        return getattr(module, attr)
+    for name in ("app", "celery"):
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise SystemExit(f"--app {spec}: module {module_name} has no attribute app or celery; use module:attr")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="django-celery-ops-exporter", description=__doc__.split("\n")[0])
+    parser.add_argument("-A", "--app", default=os.environ.get("CELERY_APP"),
+                        help="the Celery app, module:attr as `celery -A` takes it (default: $CELERY_APP)")
+    args = parser.parse_args(argv)
+    if not args.app:
+        parser.error("--app is required (or set CELERY_APP), e.g. --app proj.celery:app")
     logging.basicConfig(level=os.environ.get("EXPORTER_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from app.celery import app as celery_app
+    import sys
+
+    sys.path.insert(0, os.getcwd())  # as the celery command does: the project's modules from the working dir
+    celery_app = load_app(args.app)
 
     exporter = Exporter(celery_app, Config.from_env())
     server = exporter.start()

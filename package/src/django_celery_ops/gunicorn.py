@@ -15,7 +15,7 @@ import tempfile
 
 from gunicorn import glogging
 
-from app.observability import evidence, listen, logsafe, multiprocess, tier
+from . import evidence, listen, logsafe, multiprocess, tier
 
 log = logging.getLogger("gunicorn.error")
 
@@ -106,7 +106,7 @@ def post_fork(server, worker) -> None:
         os.close(_master["lock_fd"])  # our copy would keep the tier "running" after the master died
         _master["lock_fd"] = None
     multiprocess.setup("worker")
-    from app.observability import sentry
+    from . import sentry
 
     sentry.init()
 
@@ -114,7 +114,7 @@ def post_fork(server, worker) -> None:
 def post_worker_init(worker) -> None:
     """Worker, app loaded and signal handlers set: arm the evidence, send pending timeout reports."""
     evidence.arm(_state_dir())
-    from app.observability import metrics, sentry
+    from . import metrics, sentry
 
     try:
         metrics.export_migrations()
@@ -148,7 +148,7 @@ def exit_reason(aborted: bool, exit_info: dict | None, stopping: bool) -> str:
 
 def child_exit(server, worker) -> None:
     """Master, after reaping a worker: count its exit by reason; log and report a timeout."""
-    from app.observability import metrics
+    from . import metrics
 
     record, stack = evidence.collect(_state_dir(), worker.pid)
     reason = exit_reason(worker.aborted, record.get("exit"), stopping=not server.LISTENERS)

@@ -23,7 +23,7 @@ from celery.worker import state as worker_state
 from celery.worker.request import Request
 from prometheus_client import Counter, Histogram
 
-from app.observability import multiprocess
+from . import multiprocess
 
 PUBLISHED_HEADER = "published_at"  # epoch seconds, set by the producer, read by the child
 RUNTIME_BUCKETS = Histogram.DEFAULT_BUCKETS  # celery-exporter's default --buckets

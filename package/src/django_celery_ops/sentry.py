@@ -31,8 +31,10 @@ def _integrations(extra: tuple, tracing: bool = True) -> list:
 
 def init(extra_integrations: tuple = ()) -> bool:
     """Initialise the SDK from the SENTRY_* settings; return False (and do nothing) without a DSN."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
     from django.conf import settings
+
+    if not (settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
+        return False  # no settings to read the DSN from (e.g. a bare gunicorn master)
     from sentry_sdk.integrations.django import DjangoIntegration
 
     if not settings.SENTRY_DSN:
@@ -58,7 +60,7 @@ def init(extra_integrations: tuple = ()) -> bool:
     if tracing:
         got_request_exception.disconnect(_report_exception)
     else:
-        got_request_exception.connect(_report_exception, dispatch_uid="app.observability.sentry")
+        got_request_exception.connect(_report_exception, dispatch_uid="django_celery_ops.sentry")
     return True
 
 
@@ -93,7 +95,7 @@ def _describe_request(scope, request) -> None:
     from sentry_sdk.tracing import TransactionSource
     from sentry_sdk.utils import capture_internal_exceptions
 
-    from app.observability.middleware import view_name
+    from .middleware import view_name
 
     scope.set_tag("view", view_name(request))
     route = LEGACY_RESOLVER.resolve(request.path_info, getattr(request, "urlconf", None))

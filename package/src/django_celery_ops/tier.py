@@ -14,7 +14,7 @@ import time
 
 from prometheus_client.core import GaugeMetricFamily
 
-from app.observability import listen
+from . import listen
 
 STATE_FILE = "gunicorn-tier.json"
 LOCK_FILE = "gunicorn-tier.lock"

@@ -6,7 +6,7 @@ so it is not a view (a busy worker cannot serve it) and not a thread in the guni
 PROMETHEUS_MULTIPROC_DIR, the tier's shape written by the master, and the kernel's accept
 queue. It binds 127.0.0.1 by default and serves nothing but /metrics.
 
-    PROMETHEUS_MULTIPROC_DIR=var/prometheus/web python -m app.observability.metrics_server --port 9100
+    PROMETHEUS_MULTIPROC_DIR=var/prometheus/web python -m django_celery_ops.metrics_server --port 9100
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.observability import multiprocess, tier
+from . import multiprocess, tier
 
 
 def make_registry(directory: str):

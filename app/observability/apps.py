@@ -1,7 +1,0 @@
-from django.apps import AppConfig
-
-
-class ObservabilityConfig(AppConfig):
-    name = "app.observability"
-    label = "observability"
-    verbose_name = "Observability"
