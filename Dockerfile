@@ -6,6 +6,9 @@ RUN useradd --create-home --uid 10001 app \
 WORKDIR /srv/app
 COPY requirements.lock .
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+# The library (package/), as an adopter installs it; its dependencies are in the lock above.
+COPY package/ package/
+RUN pip install --no-cache-dir --no-deps ./package
 COPY --chown=app:app . .
 USER app
 EXPOSE 8000 9100

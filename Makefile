@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install up down status drill drills test test-fast rules dashboards lint lock clean
+.PHONY: help install up down status drill drills test test-fast test-matrix rules dashboards lint lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,20 +29,24 @@ drill: install ## run one fault drill on a time-compressed stack: make drill NAM
 drills: install ## run every fault drill and a healthy-load run; report under var/reports/
 	@$(PY) -m ops.drills
 
-test: install ## run the whole test suite (unit, integration with real servers, e2e)
+test: install ## run the whole test suite (unit, integration with real servers, e2e), then the version matrix
 	@scripts/test.sh $(ARGS)
 
-test-fast: install ## run only the tests that start no server (not integration, not e2e)
+test-fast: install ## run only the tests that start no server (not integration, not e2e), and the library's
 	@scripts/test.sh -m "not integration and not e2e" $(ARGS)
+	@$(PY) -m pytest -c tests/library/pytest.ini tests/library -q
 
-rules: install ## regenerate ops/prometheus/rules/*.yml from ops/prometheus/generate.py
+test-matrix: install ## the library's version matrix: Python x Django x pins (noxfile.py; pyenv's 3.11-3.13)
+	@$(VENV)/bin/nox -f noxfile.py $(ARGS)
+
+rules: install ## regenerate ops/prometheus rules, operator, alertmanager/routes.yml and runbooks/ from ops/monitoring.yml
 	@$(PY) ops/prometheus/generate.py
 
-dashboards: install ## regenerate ops/grafana/dashboards/*.json and provisioning from ops/grafana/boards
+dashboards: install ## regenerate ops/grafana/dashboards/*.json and provisioning from ops/monitoring.yml
 	@$(PY) ops/grafana/generate.py
 
 lint: install ## ruff over the code
-	@$(VENV)/bin/ruff check app tests ops bench
+	@$(VENV)/bin/ruff check app tests ops bench package/src noxfile.py gunicorn.conf.py
 
 # Resolve with Debian 12's own Python (3.11.2), the oldest the project runs on: some packages
 # need more on it (redis wants async-timeout below 3.11.3), and extra pins are harmless above.

@@ -48,15 +48,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_prometheus",
     "app.jobs",
     "app.drills",
     "django_celery_ops",
 ]
 
 MIDDLEWARE = [
-    # First: times everything below it. It also writes django-prometheus' request families of
-    # docs/metrics.md (in place of its Before/After middlewares, which must not be added).
+    # First: times everything below it. It writes django-prometheus' request families of
+    # docs/metrics.md itself (its Before/After middlewares must not be added: check E005).
     "django_celery_ops.middleware.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -91,9 +90,7 @@ try:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 except (ValueError, KeyError) as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
-DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace(
-    "django.db.backends.sqlite3", "django_prometheus.db.backends.sqlite3"
-).replace("django.db.backends.postgresql", "django_prometheus.db.backends.postgresql")
+# The django_db_* metrics come from django_celery_ops (any backend, no wrapped ENGINE).
 if "sqlite3" in DATABASES["default"]["ENGINE"]:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Web and task processes write at once: WAL lets readers go on during a write,
@@ -226,8 +223,7 @@ JOBS_API_MAX_JSON_DEPTH = env_int("JOBS_API_MAX_JSON_DEPTH", 8, minimum=1)
 JOBS_PUBLIC_BASE_URL = env_str("JOBS_PUBLIC_BASE_URL", "").rstrip("/")
 if JOBS_PUBLIC_BASE_URL and not JOBS_PUBLIC_BASE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("JOBS_PUBLIC_BASE_URL must start with http:// or https://")
-# Peers whose X-Forwarded-* headers count; from anyone else they are removed (both tiers).
-OBS_TRUSTED_PROXIES = env_list("OBS_TRUSTED_PROXIES", [])
+# Peers whose X-Forwarded-* headers count (OBS_TRUSTED_PROXIES): DJANGO_CELERY_OPS["TRUSTED_PROXIES"] below.
 # One HTTP strictness on both tiers: the ASGI guard applies gunicorn's own limits (same names).
 HTTP_LIMIT_REQUEST_LINE = env_int("GUNICORN_LIMIT_REQUEST_LINE", 4094, minimum=64)
 HTTP_LIMIT_REQUEST_FIELDS = env_int("GUNICORN_LIMIT_REQUEST_FIELDS", 100, minimum=4)
@@ -259,19 +255,24 @@ if DRILLS_ENABLED and not RELAXED:  # endpoints that sleep, burn CPU and raise o
     raise ImproperlyConfigured("DRILLS_ENABLED=1 is not allowed when DJANGO_ENV=production (use DJANGO_ENV=drills)")
 DRILLS_TIMEOUT_SLEEP_SECONDS = env_float("DRILLS_TIMEOUT_SLEEP_SECONDS", 60.0, minimum=0)
 
-# --- Observability (OBS_*, SENTRY_*) -----------------------------------------------------
-# docs/web-observability.md explains each. Metric storage: PROMETHEUS_MULTIPROC_DIR (one per tier).
-OBS_SLOW_REQUEST_SECONDS = env_float("OBS_SLOW_REQUEST_SECONDS", 1.0, minimum=0.001)
-OBS_LOOP_LAG_INTERVAL_SECONDS = env_float("OBS_LOOP_LAG_INTERVAL_SECONDS", 0.1, minimum=0.005)
-OBS_LOOP_LAG_LOG_SECONDS = env_float("OBS_LOOP_LAG_LOG_SECONDS", 0.5, minimum=0.01)
-# django-prometheus' default buckets, plus the slow threshold so that le="<threshold>" exists.
-PROMETHEUS_LATENCY_BUCKETS = tuple(sorted({
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 25.0, 50.0, 75.0,
-    OBS_SLOW_REQUEST_SECONDS})) + (float("inf"),)
-SENTRY_DSN = env_str("SENTRY_DSN", "")
-SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", DJANGO_ENV)
-SENTRY_RELEASE = env_str("SENTRY_RELEASE", "") or None
-# Errors only by default: tracing even 1 % of requests costs every request (docs/web-observability.md).
+# --- Observability (OBS_*, SENTRY_*): the library's one settings dict ------------------------
+# docs/web-observability.md explains each key and its default. Metric storage:
+# PROMETHEUS_MULTIPROC_DIR (one per tier; the library's system checks look at it).
 SENTRY_TRACES_SAMPLE_RATE = env_float("SENTRY_TRACES_SAMPLE_RATE", 0.0, minimum=0)
 if SENTRY_TRACES_SAMPLE_RATE > 1:
     raise ImproperlyConfigured("SENTRY_TRACES_SAMPLE_RATE must be between 0 and 1")
+DJANGO_CELERY_OPS = {
+    "SLOW_REQUEST_SECONDS": env_float("OBS_SLOW_REQUEST_SECONDS", 1.0, minimum=0.001),
+    # LATENCY_BUCKETS left at its default: django-prometheus' buckets plus the slow threshold.
+    "LOOP_LAG_INTERVAL_SECONDS": env_float("OBS_LOOP_LAG_INTERVAL_SECONDS", 0.1, minimum=0.005),
+    "LOOP_LAG_LOG_SECONDS": env_float("OBS_LOOP_LAG_LOG_SECONDS", 0.5, minimum=0.01),
+    "TRUSTED_PROXIES": env_list("OBS_TRUSTED_PROXIES", []),
+    "SENTRY": {
+        "DSN": env_str("SENTRY_DSN", ""),
+        "ENVIRONMENT": env_str("SENTRY_ENVIRONMENT", DJANGO_ENV),
+        "RELEASE": env_str("SENTRY_RELEASE", "") or None,
+        # Errors only by default: tracing even 1 % of requests costs every request (docs/web-observability.md).
+        "TRACES_SAMPLE_RATE": SENTRY_TRACES_SAMPLE_RATE,
+    },
+}
+del SENTRY_TRACES_SAMPLE_RATE

@@ -12,6 +12,8 @@ packages=(
   rabbitmq-server         # the second broker the queue-length tests cover
   wrk                     # load for drills and benchmarks
   procps iproute2         # ps/pkill and ss (listen backlog) for runbooks and tests
+  postgresql              # the library's database metrics on a real PostgreSQL (tests/library/test_db.py)
+  util-linux              # runuser: the test server runs as the postgres user, never as root
 )
 
 missing=()

@@ -1,5 +1,12 @@
 #!/usr/bin/env bash
-# The whole suite; extra arguments go to pytest (make test ARGS="-k slow").
+# The whole suite: the demo project's tests, the library's own tests on their own settings
+# (tests/library), then the library's version matrix (noxfile.py). With arguments, only the
+# demo project's pytest runs, with them (make test ARGS="-k slow").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m pytest "$@"
+if [ $# -gt 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+.venv/bin/python -m pytest
+.venv/bin/python -m pytest -c tests/library/pytest.ini tests/library
+exec .venv/bin/nox -f noxfile.py

@@ -11,7 +11,3 @@ os.environ.pop("DATABASE_URL", None)
 os.environ["CELERY_BROKER_URL"] = "redis://127.0.0.1:1/0"  # nothing listens: unit tests never reach a broker
 
 from app.settings import *
-
-# django-prometheus reads the migration state in AppConfig.ready(), which Django warns about and
-# the strict warning filter turns into an error; the real processes (integration tests) keep it on.
-PROMETHEUS_EXPORT_MIGRATIONS = False

@@ -7,7 +7,7 @@ reads the whole body before any middleware. So `asgi()` wraps Django with the sa
 (gunicorn's own setting names, app/settings.py "API access"), and both wrappers answer 413 on
 a declared Content-Length above the limit before a byte of the body is read, cap a body sent
 without a length (chunked) while it streams, and drop X-Forwarded-* headers that do not come
-from OBS_TRUSTED_PROXIES. A refusal is a JSON body naming the field and the rule, counted in
+from DJANGO_CELERY_OPS["TRUSTED_PROXIES"] (env OBS_TRUSTED_PROXIES). A refusal is a JSON body naming the field and the rule, counted in
 django_http_responses_total_by_status_view_method (view "<unnamed view>"). A failure inside
 the guard itself is counted in django_instrumentation_errors_total{stage="guard"}, and the
 request goes on.
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from django_celery_ops import conf
 from django_celery_ops.middleware import count_refused, instrumentation_failed
 
 _FORWARDED = (b"x-forwarded-", b"forwarded", b"x-real-ip")
@@ -62,12 +63,13 @@ def content_length(values: list[str], chunked: bool) -> int | None:
 
 
 def trusted(peer: str | None) -> bool:
-    """True when the peer address is one of OBS_TRUSTED_PROXIES (addresses or networks)."""
-    if not peer or not settings.OBS_TRUSTED_PROXIES:
+    """True when the peer address is one of the TRUSTED_PROXIES (addresses or networks)."""
+    proxies = conf.get("TRUSTED_PROXIES")
+    if not peer or not proxies:
         return False
     try:
         address = ipaddress.ip_address(peer)
-        return any(address in ipaddress.ip_network(net, strict=False) for net in settings.OBS_TRUSTED_PROXIES)
+        return any(address in ipaddress.ip_network(net, strict=False) for net in proxies)
     except ValueError:
         return False
 

@@ -9,7 +9,8 @@ from functools import cache
 
 from prometheus_client import Counter, Gauge
 
-KINDS = ("import", "export")
+from app.jobs.kinds import KINDS
+
 FINAL_STATES = ("succeeded", "failed")
 OPEN_STATES = ("queued", "running", "retrying")
 REPUBLISH_REASONS = ("outbox", "lost_message", "retry_due")

@@ -2,11 +2,13 @@ import uuid
 
 from django.db import models
 
+from app.jobs.kinds import KINDS, JobKind
+
 
 class Job(models.Model):
     """One import or export, from acceptance to its result file."""
 
-    class Kind(models.TextChoices):
+    class Kind(models.TextChoices):  # the keys of app/jobs/kinds.KINDS
         IMPORT = "import"
         EXPORT = "export"
 
@@ -56,9 +58,6 @@ class Job(models.Model):
         return f"{self.kind} {self.id} ({self.state})"
 
     @property
-    def task_name(self) -> str:
-        return "jobs.process_import" if self.kind == self.Kind.IMPORT else "jobs.process_export"
-
-    @property
-    def queue(self) -> str:
-        return "imports" if self.kind == self.Kind.IMPORT else "exports"
+    def spec(self) -> JobKind:
+        """The row of the kinds table (app/jobs/kinds.py): task name, queue, result suffix."""
+        return KINDS[self.kind]

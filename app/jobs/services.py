@@ -13,6 +13,7 @@ import random
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,9 +22,12 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import OperationalError, transaction
 from django.db.models import Avg, Count, F, Min
 from django.utils import timezone
+from django_celery_ops import celery_queues
 
+from app.celery import app as celery_app
 from app.jobs import csvfiles, metrics
 from app.jobs.errors import InvalidUpload, JobInputInvalid, TransientJobError, UploadTooLarge
+from app.jobs.kinds import EXPORT, IMPORT, KINDS
 from app.jobs.models import Job
 
 log = logging.getLogger(__name__)
@@ -125,11 +129,10 @@ def job_get_status(job_id: str, owner: str | None) -> Job | None:
 # --- outbox ----------------------------------------------------------------------------------
 
 def _publish(job: Job) -> bool:
-    from app.jobs import tasks  # tasks import this module
-
-    task = tasks.process_import if job.kind == Job.Kind.IMPORT else tasks.process_export
+    """Send the job's task by name to its kind's queue (app/jobs/kinds.py); False if the broker refused."""
+    spec = job.spec
     try:
-        task.apply_async(args=[str(job.pk)], queue=job.queue, retry=False)
+        celery_app.send_task(spec.task_name, args=[str(job.pk)], queue=spec.queue, retry=False)
     except Exception as exc:  # kombu raises several connection error types; all mean "maybe not sent"
         log.warning("job %s not published (broker unavailable: %s); the outbox sweeper will retry", job.pk, exc)
         return False
@@ -212,9 +215,6 @@ def _republish(job_id, field: str, old, states, reason: str) -> bool | None:
 
 def empty_queues(queues: set[str]) -> set[str] | None:
     """The queues among these that hold no message now; None when the broker cannot tell."""
-    from app import celery_app
-    from django_celery_ops import celery_queues
-
     try:
         with celery_app.connection_for_read() as connection:
             stats = celery_queues.measure(connection, sorted(queues))
@@ -229,13 +229,12 @@ def _republish_overdue(jobs, field: str, state: str, reason: str, empty) -> int:
     rows = list(jobs.order_by(field).values_list("pk", field, "kind")[:_BATCH])
     if not rows:
         return 0
-    queue = {Job.Kind.IMPORT: "imports", Job.Kind.EXPORT: "exports"}
-    drained = empty({queue[kind] for _pk, _at, kind in rows})
+    drained = empty({KINDS[kind].queue for _pk, _at, kind in rows})
     if drained is None:
         return 0
     sent = 0
     for pk, old, kind in rows:
-        if queue[kind] not in drained:
+        if KINDS[kind].queue not in drained:
             continue  # workers are behind or down: copies would only pile up in the queue
         done = _republish(pk, field, old, [state], reason)
         if done is False:
@@ -384,12 +383,8 @@ def job_process(job_id, task_id: str = "") -> Job | None:
     if job is None:
         return None
     try:
-        if job.kind == Job.Kind.IMPORT:
-            summary = _process_import(job)
-            name = _write_result(job, ".json", _json_chunks(summary))
-        else:
-            summary, data = REPORTS[job.params.get("report", "jobs")]()
-            name = _write_result(job, ".csv", [data])
+        summary, chunks = _RUNS[job.kind](job)
+        name = _write_result(job, job.spec.result_suffix, chunks)
     except InvalidUpload as exc:
         job_fail(job.pk, str(exc))
         raise JobInputInvalid(str(exc)) from None
@@ -415,7 +410,19 @@ def job_process(job_id, task_id: str = "") -> Job | None:
     return job
 
 
-def _process_import(job: Job) -> dict:
+def _run_import(job: Job) -> tuple[dict, Iterable[bytes]]:
+    """Summarise the uploaded CSV; the result is the summary as JSON."""
+    summary = _summarize_upload(job)
+    return summary, _json_chunks(summary)
+
+
+def _run_export(job: Job) -> tuple[dict, Iterable[bytes]]:
+    """Build the report the job names; the result is its CSV."""
+    summary, data = REPORTS[job.params.get("report", "jobs")]()
+    return summary, [data]
+
+
+def _summarize_upload(job: Job) -> dict:
     if not job.input_file.name:
         raise InvalidUpload("the job has no input file")
     try:
@@ -479,3 +486,5 @@ def build_jobs_report() -> tuple[dict, bytes]:
 
 
 REPORTS = {"jobs": build_jobs_report}
+# How each kind of the kinds table runs (the rest of a kind, its task and queue, is in the table).
+_RUNS = {IMPORT.name: _run_import, EXPORT.name: _run_export}

@@ -1,5 +1,8 @@
 """Celery tasks: load the job by id, run the service, retry what may pass with backoff.
 
+One task per job kind, named by the kinds table (app/jobs/kinds.py); services send them by
+that name and never import this module.
+
 A job that fails for good ends its task in FAILURE with an exception naming the reason
 (app/jobs/errors.py), so celery_task_failed_total{exception=...} counts it.
 """
@@ -11,10 +14,9 @@ from django.conf import settings
 
 from app.jobs import services
 from app.jobs.errors import JobFailed, JobRetriesExhausted, JobTimeLimitExceeded, TransientJobError
+from app.jobs.kinds import EXPORT, IMPORT, TASK_NAMES
 
 log = logging.getLogger(__name__)
-
-TASK_NAMES = ("jobs.process_import", "jobs.process_export")
 
 _OPTIONS = dict(
     bind=True,
@@ -48,12 +50,12 @@ def _run(task, job_id: str) -> None:
         raise JobTimeLimitExceeded(reason) from exc
 
 
-@shared_task(name="jobs.process_import", **_OPTIONS)
+@shared_task(name=IMPORT.task_name, **_OPTIONS)
 def process_import(self, job_id: str) -> None:
     _run(self, job_id)
 
 
-@shared_task(name="jobs.process_export", **_OPTIONS)
+@shared_task(name=EXPORT.task_name, **_OPTIONS)
 def process_export(self, job_id: str) -> None:
     _run(self, job_id)
 

@@ -207,8 +207,7 @@ def job_result(request, job_id: str):
     except FileNotFoundError:
         return JsonResponse({"error": f"the result file of job {job.pk} is missing", "field": "result",
                              "rule": "present"}, status=410)
-    suffix = ".json" if job.kind == Job.Kind.IMPORT else ".csv"
-    return FileResponse(handle, as_attachment=True, filename=f"{job.kind}-{job.pk}{suffix}")
+    return FileResponse(handle, as_attachment=True, filename=f"{job.kind}-{job.pk}{job.spec.result_suffix}")
 
 
 @methods("GET", auth=False)

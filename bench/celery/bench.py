@@ -1,6 +1,6 @@
 """Celery instrumentation benchmark: plain vs instrumented workers in the same run.
 
-    .venv/bin/python bench/celery/bench.py [--tasks 6000] [--rounds 2]
+    .venv/bin/python -m bench.celery.bench [--tasks 6000] [--rounds 2]     (from the repository root)
 
 For each round and mode (plain = OBS_CELERY_METRICS=0, instrumented = the default) it fills
 the default queue with N trivial tasks (drills.ok), starts a worker (prefork, 2 processes,
@@ -24,14 +24,13 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
 import redis
 import requests
 
 from tests.support import stack
 from tests.support.celery import produce, scrape, start_exporter, total
+
+ROOT = Path(__file__).resolve().parents[2]
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -98,6 +97,7 @@ req = SimpleNamespace(hostname="w1@bench", delivery_info={{"routing_key": "defau
 task = SimpleNamespace(name="drills.ok", request=req)
 headers = {{}}
 def one(i):
+    req.id = i
     m._on_before_publish(sender="drills.ok", headers=headers); headers.clear()
     m._on_after_publish(sender="drills.ok", routing_key="default")
     m._on_received(request=req)

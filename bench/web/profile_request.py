@@ -1,6 +1,6 @@
 """In-process cost per request of each instrumentation layer (no gunicorn, no socket).
 
-    .venv/bin/python bench/web/profile_request.py [--layer bare|metrics|sentry|tracing] [--n 20000] [--path /healthz] [--profile]
+    .venv/bin/python -m bench.web.profile_request [--layer bare|metrics|sentry|tracing] [--n 20000] [--path /healthz] [--profile]
 
 Calls the WSGI application directly with a minimal environ, in multiprocess mode (a temporary
 PROMETHEUS_MULTIPROC_DIR), as a gunicorn sync worker would; prints microseconds per request.
@@ -10,16 +10,16 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from tests.support.fake_sentry import FakeSentry
 
 ROOT = Path(__file__).resolve().parents[2]
 
 _CHILD = r"""
 import cProfile, io, os, pstats, sys, time
-sys.path.insert(0, sys.argv[1])
-layer, n, path, profile = sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
-import app
+layer, n, path, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
+import django_celery_ops  # the slot-file storage, before any metric exists
 from django_celery_ops import multiprocess
 multiprocess.setup("worker")
 if layer != "bare":
@@ -80,9 +80,6 @@ def main() -> int:
     parser.add_argument("--path", default="/healthz")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from tests.support.fake_sentry import FakeSentry
-
     with tempfile.TemporaryDirectory(prefix="profile-web-") as tmp, FakeSentry() as sentry:
         for layer in args.layer or list(LAYERS):
             env = {**os.environ, "DJANGO_ENV": "test", "OPS_VAR_DIR": tmp, "DRILLS_ENABLED": "1",
@@ -90,7 +87,7 @@ def main() -> int:
                    **{k: v.replace("DSN", sentry.dsn) for k, v in LAYERS[layer].items()}}
             env.pop("SENTRY_DSN", None) if "SENTRY_DSN" not in LAYERS[layer] else None
             subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env=env, cwd=ROOT, check=True)
-            subprocess.run([sys.executable, "-c", _CHILD, str(ROOT), layer, str(args.n), args.path,
+            subprocess.run([sys.executable, "-c", _CHILD, layer, str(args.n), args.path,
                             "1" if args.profile else "0"], env=env, cwd=ROOT, check=True)
     return 0
 

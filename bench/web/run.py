@@ -1,7 +1,7 @@
 """Web instrumentation benchmark: (1) throughput and latency layer by layer, (2) multiprocess storage
 after 1,000 worker recycles, ours (slot files) vs stock prometheus_client (pid files).
 
-    .venv/bin/python bench/web/run.py [--seconds 5] [--rounds 2] [--recycles 1000]
+    .venv/bin/python -m bench.web.run [--seconds 5] [--rounds 2] [--recycles 1000]   (from the repository root)
 
 Part 1 starts one gunicorn (2 sync workers) per layer, all at once, and runs wrk against them
 in turn (round robin, so drift of a shared machine hits every layer alike); each figure is the
@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
 from tests.support import stack
 from tests.support.fake_sentry import FakeSentry
+
+ROOT = Path(__file__).resolve().parents[2]
 
 VIEWS = {"trivial": "/healthz", "db": "/drills/db-view/"}
 
@@ -102,7 +101,8 @@ def part1(seconds: int, rounds: int, workdir: Path) -> dict:
 _CHILD = r"""
 import os, sys, json, time
 mode, n = sys.argv[1], int(sys.argv[2])
-import app  # installs the slot-file storage (multiprocess.install)
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+import django_celery_ops  # installs the slot-file storage (multiprocess.install)
 if mode == "stock":
     from prometheus_client import values
     values.ValueClass = values.MultiProcessValue()  # prometheus_client's own: files named by pid
@@ -161,7 +161,7 @@ def part2(recycles: int, workdir: Path) -> dict:
 
 
 def _report(p1: dict, p2: dict, args) -> str:
-    lines = [f"`bench/web/run.py --seconds {args.seconds} --rounds {args.rounds} --recycles {args.recycles}`", ""]
+    lines = [f"`python -m bench.web.run --seconds {args.seconds} --rounds {args.rounds} --recycles {args.recycles}`", ""]
     for view, path in VIEWS.items():
         lines += [f"### {view} view (`{path}`), 2 sync workers, wrk -t1 -c4", "",
                   "| layer | req/s | ratio to bare | p50 ms | p99 ms | non-2xx |", "|---|---|---|---|---|---|"]
@@ -192,6 +192,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         p1 = {} if args.skip_throughput else part1(args.seconds, args.rounds, Path(tmp))
+        print(json.dumps({"throughput": p1}), flush=True)  # kept even if part 2 fails
         p2 = part2(args.recycles, Path(tmp))
     print(json.dumps({"throughput": p1, "storage": p2}, indent=1))
     if p1:

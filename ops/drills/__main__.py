@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from ops.drills.harness import ROOT, DrillFailed, Stack
+from ops.drills.harness import DrillFailed, Stack
+from ops.drills.procs import ROOT
 from ops.drills.runner import run_drill, run_healthy, write_report
 from ops.drills.scenarios import DRILLS
 

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from ops.drills.procs import HOST, ROOT, Proc, free_port, http, wait_for
+
 PORT_VARS = ("WEB_PORT", "ASGI_PORT", "WEB_METRICS_PORT", "ASGI_METRICS_PORT", "FLOWER_PORT", "EXPORTER_PORT",
              "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT")
-HOST = "127.0.0.1"
 
 # The drill stack: rules 20x faster, 1 s scrapes, notifications within seconds, small pools so a
 # few requests saturate them, and a short gunicorn timeout for the worker-timeout drill.
@@ -54,12 +50,6 @@ class DrillFailed(AssertionError):
     """A drill's expectation was not met; the message says which and what was seen."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def api_token(env: dict | None = None) -> str:
     """Return a stack's API token: its OPS_API_TOKEN, else $OPS_VAR_DIR/api_token, else '' (tokens off).
 
@@ -76,37 +66,21 @@ def api_token(env: dict | None = None) -> str:
         return ""
 
 
-def http(url: str, data: bytes | None = None, timeout: float = 10.0, method: str | None = None,
-         headers: dict | None = None):
-    """Return (status, body bytes); HTTP errors are answers, not exceptions."""
-    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
-                                 headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 @dataclass
 class Stack:
     """A running local stack, addressed by its environment (ports and var folder)."""
 
     env: dict
-    proc: subprocess.Popen | None = None
+    proc: Proc | None = None
 
     @classmethod
     def start(cls, var_dir: Path, extra_env: dict | None = None, timeout: float = 120.0) -> "Stack":
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "OPS_", "GUNICORN_"))}
-        env.update({name: str(_free_port()) for name in PORT_VARS})
+        env.update({name: str(free_port()) for name in PORT_VARS})
         env.update(DRILL_ENV)
         env.update(extra_env or {})
         env["OPS_VAR_DIR"] = str(var_dir)
-        var_dir.mkdir(parents=True, exist_ok=True)
-        log = open(var_dir / "up.log", "ab")
-        proc = subprocess.Popen([str(ROOT / "scripts/up.sh")], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        proc = Proc("up", [str(ROOT / "scripts/up.sh")], env, var_dir)  # its output: var_dir/up.log
         stack = cls(env=env, proc=proc)
         try:
             stack.wait_ready(timeout)
@@ -141,7 +115,7 @@ class Stack:
 
     def wait_ready(self, timeout: float) -> None:
         def ready():
-            if self.proc and self.proc.poll() is not None:
+            if self.proc and not self.proc.alive():
                 raise DrillFailed(f"the stack exited; see {self.var_dir}/up.log and {self.var_dir}/log/")
             targets = self.prom("/api/v1/targets")["activeTargets"]
             down = [t["labels"]["job"] for t in targets if t["health"] != "up"]
@@ -150,11 +124,8 @@ class Stack:
 
     def stop(self) -> None:
         subprocess.run([str(ROOT / "scripts/down.sh")], cwd=ROOT, env=self.env, capture_output=True, timeout=180)
-        if self.proc and self.proc.poll() is None:
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc:
+            self.proc.stop(timeout=30)  # down.sh stopped supervisord; this ends what is left of its group
 
     # --- what the stack shows ---------------------------------------------------------------
     def prom(self, path: str, **params) -> dict | list:
@@ -193,19 +164,8 @@ class Stack:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except DrillFailed:
-            raise
-        except Exception as exc:  # the stack may be momentarily unreachable; keep polling
-            last = exc
-        time.sleep(interval)
-    raise DrillFailed(f"timed out after {timeout:.0f} s waiting for {what}" + (f" (last error: {last})" if last else ""))
+    """Poll until predicate() is truthy (the stack may be momentarily unreachable); raise DrillFailed at the timeout."""
+    return wait_for(predicate, timeout, f"waiting for {what}", interval=interval, error=DrillFailed)
 
 
 class Load:

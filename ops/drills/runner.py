@@ -6,7 +6,8 @@ import time
 import urllib.parse
 from pathlib import Path
 
-from ops.drills.harness import DrillFailed, Result, Stack, http, wait_until
+from ops.drills.harness import DrillFailed, Result, Stack, wait_until
+from ops.drills.procs import http
 from ops.drills.scenarios import Drill
 
 QUIET_TIMEOUT = 240.0

@@ -1,4 +1,4 @@
-"""The drill catalog of DESIGN.md: each injects one fault from the article; the named alerts must fire.
+"""The drill catalog (docs/drills.md, "Faults"): each injects one fault; the named alerts must fire.
 
 `tolerated` lists alerts that the fault may also fire, each because the fault really causes it
 (for example, a slow view also burns the latency SLO budget); anything else that fires during a
@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ops.drills.harness import DrillFailed, Load, Stack, http, wait_until
+from ops.drills.harness import DrillFailed, Load, Stack, wait_until
+from ops.drills.procs import http
 
 Remove = Callable[[], None]
 
@@ -276,7 +277,7 @@ _CATALOG: dict[str, Drill] = {d.name: d for d in [
     Drill("sync-export-offloaded", "the same export queued to Celery (the fix): must fire nothing",
           _load("{web}/drills/offloaded-export/", clients=1, pause=0.5),
           [], {}, {"share of slow requests by view": "view:django_http_slow_requests:ratio_rate5m"}, hold=45),
-    # Beyond DESIGN.md's table: an unhandled exception in a view, for the 5xx and availability side.
+    # An unhandled exception in a view, for the 5xx and availability side.
     Drill("server-errors", "a view raising an unhandled exception (500) at 5 requests per second",
           _load("{web}/drills/error/", clients=1, pause=0.2),
           ["DjangoHighServerErrorRate"],

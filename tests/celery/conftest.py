@@ -1,4 +1,6 @@
-"""Real Redis, Celery workers and the exporter for the Celery observability tests."""
+"""Real Redis, Celery workers, the exporter and Prometheus for the Celery observability tests."""
+from __future__ import annotations
+
 import pytest
 
 from tests.support import stack

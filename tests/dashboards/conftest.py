@@ -1,30 +1,17 @@
-"""Fixtures of the dashboard tests: the generator, the committed dashboards, the panel contract, the rules."""
-
-import sys
+"""Fixtures of the dashboard tests: this project's config, the committed dashboards, the panel contract."""
 
 import pytest
 import yaml
+from django_celery_ops.monitoring import config, lib
 
-from tests.ops.procs import REPO, load_module
-from tests.support.dashboards import load_dashboards
+from tests.support.dashboards import CONFIG, GRAFANA_DIR, RULES_DIR, load_dashboards
 
-GRAFANA_DIR = REPO / "ops" / "grafana"
-GENERATE = GRAFANA_DIR / "generate.py"
-PANELS_FILE = GRAFANA_DIR / "panels.yml"
-RULES_DIR = REPO / "ops" / "prometheus" / "rules"
-UIDS = {"service-overview", "django-requests", "gunicorn-saturation", "celery-queues"}
 
 
 @pytest.fixture(scope="session")
-def generator():
-    """The dashboard generator, imported as a module."""
-    return load_module(GENERATE)
-
-
-@pytest.fixture(scope="session")
-def thresholds(generator):
-    """The thresholds module the generator reads (ops/prometheus/thresholds.py)."""
-    return sys.modules["thresholds"]
+def cfg():
+    """This project's monitoring config (ops/monitoring.yml over the defaults)."""
+    return config.load(CONFIG)
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +22,8 @@ def dashboards():
 
 @pytest.fixture(scope="session")
 def contract():
-    """{uid: {panel id: panel}} of ops/grafana/panels.yml."""
-    data = yaml.safe_load(PANELS_FILE.read_text())["dashboards"]
-    return {d["uid"]: {p["id"]: p for p in d["panels"]} for d in data}
+    """{dashboard name: {panel id: panel}} of the package's panels.yml."""
+    return {d["uid"]: {p["id"]: p for p in d["panels"]} for d in lib.panels_contract()}
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import pytest
 import requests
 import yaml
 
-from tests.dashboards.conftest import RULES_DIR
+from tests.support.dashboards import RULES_DIR
 from tests.ops.procs import start_prometheus
 from tests.support.dashboards import load_dashboards, panel_queries, to_promql
 
@@ -35,7 +35,7 @@ def test_prometheus_loaded_every_rule_group(prometheus):
 
 @pytest.mark.parametrize("uid,panel_id,title,expr", panel_queries(), ids=lambda v: str(v)[:40])
 def test_panel_query_is_valid_promql(prometheus, uid, panel_id, title, expr):
-    query = to_promql(expr)
+    query = to_promql(expr)  # offsets kept: `offset 1w` must be valid too
     assert "$" not in query, query
     status, body = _api(prometheus, "query", query=query)
     assert status == 200 and body["status"] == "success", (uid, panel_id, title, query, body.get("error"))

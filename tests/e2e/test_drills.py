@@ -1,4 +1,4 @@
-"""Game day in a box: every drill of DESIGN.md on a real, time-compressed stack, then a healthy run.
+"""Game day in a box: every drill of docs/drills.md on a real, time-compressed stack, then a healthy run.
 
 One stack for the module (scripts/up.sh under supervisord: Redis, both web tiers, Celery, the
 exporter, Flower, Prometheus with the real rules compressed 20x, Alertmanager with the real
@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from ops.drills.harness import ROOT, Stack, http, wait_until
+from ops.drills.harness import Stack, wait_until
+from ops.drills.procs import ROOT, http
 from ops.drills.runner import run_drill, run_healthy, write_report
 from ops.drills.scenarios import DRILLS
 from tests.support.dashboards import panel_queries, to_promql
@@ -65,7 +66,7 @@ def test_every_dashboard_panel_shows_data_after_the_drills(drill_stack):
     empty = []
     end = time.time()
     for uid, panel_id, title, expr in panel_queries():
-        result = stack.prom("/api/v1/query_range", query=to_promql(expr), start=end - 3600, end=end, step=15)["result"]
+        result = stack.prom("/api/v1/query_range", query=to_promql(expr, offsets=False), start=end - 3600, end=end, step=15)["result"]
         if not result:
             empty.append(f"{uid}#{panel_id} {title}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)

@@ -7,10 +7,10 @@ import urllib.request
 
 import pytest
 
-from tests.hostile.conftest import start_hostile_tier
-from tests.hostile.test_hostile_input import CASES
-from tests.ops import procs as ops_procs
+from ops.drills import procs as ops_procs
 from tests.support import stack
+from tests.support.hostile import start_hostile_tier
+from tests.support.hostile_cases import CASES
 
 pytestmark = pytest.mark.integration
 RESPONSES = "django_http_responses_total_by_status_view_method_total"

@@ -7,7 +7,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.hostile.conftest import bearer
+from tests.support.hostile import bearer
 
 pytestmark = pytest.mark.integration
 OPENAPI = Path(__file__).resolve().parents[2] / "app" / "api" / "openapi.json"

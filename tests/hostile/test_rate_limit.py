@@ -1,8 +1,8 @@
 """The per-token rate limit is shared by every worker of both tiers (Redis) and answers 429."""
 import pytest
 
-from tests.hostile.conftest import bearer, request, start_hostile_tier
 from tests.support import stack
+from tests.support.hostile import bearer, request, start_hostile_tier
 
 pytestmark = pytest.mark.integration
 

@@ -67,8 +67,8 @@ def test_the_same_job_run_twice_leaves_one_result(web, worker, app_env, var_dir)
     result = var_dir / "media" / "results" / f"{job_id}.json"
     before = (result.read_bytes(), result.stat().st_mtime_ns)
     # Deliver the task a second time, as a broker redelivery or a duplicate enqueue would.
-    code = ("import django; django.setup(); from app.jobs.tasks import process_import; "
-            f"process_import.apply_async(args=['{job_id}'], queue='imports')")
+    code = ("import django; django.setup(); from app import celery_app; from app.jobs.kinds import IMPORT; "
+            f"celery_app.send_task(IMPORT.task_name, args=['{job_id}'], queue=IMPORT.queue)")
     subprocess.run([sys.executable, "-c", code], env={**app_env, "DJANGO_SETTINGS_MODULE": "app.settings"},
                    cwd=stack.ROOT, check=True)
     stack.wait_for(lambda: worker.log().count("succeeded in") >= 2,

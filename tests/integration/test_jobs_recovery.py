@@ -18,9 +18,9 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.jobs.test_csv_limits import poison_csv
 from tests.support import stack
 from tests.support.celery import total
+from tests.support.csvdata import poison_csv
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 pytestmark = pytest.mark.integration
@@ -218,8 +218,8 @@ def test_a_job_left_running_by_a_sigkilled_worker_is_redelivered_and_succeeds(en
     job_id = _upload(web, "slow.csv", _slow_csv()).json()["id"]
     _wait_row(var_dir, job_id, {"running"}, timeout=30)
     # A duplicate message while it runs on a live worker: the second pool process skips it.
-    code = ("import django; django.setup(); from app.jobs.tasks import process_import; "
-            f"process_import.apply_async(args=['{job_id}'], queue='imports')")
+    code = ("import django; django.setup(); from app import celery_app; from app.jobs.kinds import IMPORT; "
+            f"celery_app.send_task(IMPORT.task_name, args=['{job_id}'], queue=IMPORT.queue)")
     subprocess.run([sys.executable, "-c", code], env={**env, "DJANGO_SETTINGS_MODULE": "app.settings"},
                    cwd=stack.ROOT, check=True, timeout=60)
     stack.wait_for(lambda: "duplicate message" in worker.log(), 20, "the duplicate to be skipped")

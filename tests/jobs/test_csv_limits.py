@@ -9,6 +9,7 @@ import pytest
 
 from app.jobs import csvfiles
 from app.jobs.errors import InvalidUpload
+from tests.support.csvdata import good_rows, poison_csv
 
 LIMITS = dict(max_rows=1_000_000, max_lines=1_100_000, max_columns=1000)
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
@@ -22,23 +23,6 @@ def _summarize(data: bytes, **limits) -> dict:
     limits = {**LIMITS, **limits}
     return csvfiles.summarize(io.BytesIO(data), limits["max_rows"], max_lines=limits["max_lines"],
                               max_columns=limits["max_columns"])
-
-
-def _good_rows(nbytes: int) -> bytes:
-    rows = [b"id,value,label"]
-    size = 0
-    i = 0
-    while size < nbytes:
-        row = b"%d,%d.5,item%d" % (i, i, i % 7)
-        rows.append(row)
-        size += len(row) + 1
-        i += 1
-    return b"\n".join(rows) + b"\n"
-
-
-def poison_csv() -> bytes:
-    """Well-formed within the request's prefix, a short row after it: fails in the task every time."""
-    return _good_rows(csvfiles.PREFIX_BYTES + 1000) + b"1,2\n"
 
 
 def test_header_over_the_column_limit_is_refused_at_request_time_without_parsing_it():
@@ -72,7 +56,7 @@ def test_the_task_enforces_the_line_limit_with_blank_lines_too():
 
 
 def test_nul_and_non_utf8_anywhere_in_the_file_are_refused_at_request_time():
-    body = _good_rows(100_000)
+    body = good_rows(100_000)
     with pytest.raises(InvalidUpload, match="binary data"):
         _validate(body + b"1,\x00,x\n")
     with pytest.raises(InvalidUpload, match="not UTF-8"):
@@ -105,7 +89,7 @@ def test_a_quoted_field_spanning_lines_is_one_record():
 
 
 def test_a_quoted_field_cut_by_the_prefix_is_left_to_the_task():
-    data = _good_rows(csvfiles.PREFIX_BYTES - 20) + b'1,"' + b"y" * 100 + b'\n' + b"z" * 100 + b'",x\n'
+    data = good_rows(csvfiles.PREFIX_BYTES - 20) + b'1,"' + b"y" * 100 + b'\n' + b"z" * 100 + b'",x\n'
     assert _validate(data)
     assert _summarize(data)["rows"] > 1000
 

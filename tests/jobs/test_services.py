@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from app.jobs import services, tasks
 from app.jobs.errors import InvalidUpload, JobInputInvalid, JobRetriesExhausted
 from app.jobs.models import Job
+from tests.support.csvdata import poison_csv
 
 pytestmark = pytest.mark.django_db
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -98,8 +99,6 @@ def test_a_file_rejected_at_request_time_is_removed_from_media(media, django_cap
 
 
 def test_a_job_that_failed_in_the_task_keeps_its_input(media):
-    from tests.jobs.test_csv_limits import poison_csv
-
     job = services.job_create_import(_upload(data=poison_csv()))
     with pytest.raises(JobInputInvalid, match="fields, the header has 3"):
         services.job_process(job.pk)
@@ -121,6 +120,32 @@ def test_stored_summary_is_bounded_and_the_result_has_every_column(settings, med
 
 
 # --- outbox claims ---------------------------------------------------------------------------------
+
+def test_each_kind_is_sent_by_its_task_name_to_its_queue(eager, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        imported = services.job_create_import(_upload())
+        exported = services.job_create_export({})
+    assert eager == [("jobs.process_import", "imports"), ("jobs.process_export", "exports")]
+    for job, suffix in ((imported, ".json"), (exported, ".csv")):
+        job.refresh_from_db()
+        assert job.state == State.SUCCEEDED and job.result_file.name.endswith(suffix)
+
+
+def test_services_send_tasks_by_name_without_importing_the_task_module():
+    """A web process publishes a job with the task module never loaded (no services <-> tasks cycle)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import django, sys; django.setup(); from app import celery_app; from app.jobs import services; "
+            "from app.jobs.models import Job; sent = []; "
+            "celery_app.send_task = lambda name, **options: sent.append((name, options['queue'])); "
+            "assert services._publish(Job(kind='export')); print(sent, 'app.jobs.tasks' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                          env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.strip() == "[('jobs.process_export', 'exports')] False", done.stderr[-2000:]
+
 
 def test_a_failed_publish_gives_the_claim_back():
     job = _accepted_job()
@@ -251,8 +276,6 @@ def test_a_job_is_counted_once_however_often_it_is_failed(django_capture_on_comm
 
 
 def test_bad_input_ends_the_task_in_failure_with_job_input_invalid():
-    from tests.jobs.test_csv_limits import poison_csv
-
     job = services.job_create_import(_upload(data=poison_csv()))
     result = tasks.process_import.apply(args=[str(job.pk)])
     assert result.state == "FAILURE" and type(result.result) is JobInputInvalid

@@ -66,7 +66,7 @@ def test_slow_request_log_escapes_an_injected_line_break(log_lines, forged, enco
     else:  # a raw newline in PATH_INFO (the test client would strip it from a URL)
         environ = {"path": "/no-such/", "PATH_INFO": "/no-such/\r\n" + forged}
     lines = log_lines("django_celery_ops.slow")
-    with override_settings(OBS_SLOW_REQUEST_SECONDS=0.0):  # every request is slow
+    with override_settings(DJANGO_CELERY_OPS={"SLOW_REQUEST_SECONDS": 1e-9}):  # every request is slow
         response = Client().get(**environ, HTTP_X_REQUEST_ID="rid\r\n" + forged)
     assert response.status_code == 404
     [line] = lines()

@@ -38,7 +38,7 @@ def test_metrics_answer_while_all_workers_are_busy_and_show_in_flight_and_backlo
     done = tier.scrape()
     assert web.value(done, "django_http_slow_requests_total", view="drills:slow-view", method="GET") == 2
     # the slow threshold is a bucket bound: its bucket exists, holds neither slow request, and the next holds both
-    slow_le = floatToGoString(settings.OBS_SLOW_REQUEST_SECONDS)
+    slow_le = floatToGoString(settings.DJANGO_CELERY_OPS["SLOW_REQUEST_SECONDS"])
     buckets = {dict(labels)["le"]: v for (name, labels), v in done.items()
                if name == "django_http_requests_latency_seconds_by_view_method_bucket"
                and ("view", "drills:slow-view") in labels}

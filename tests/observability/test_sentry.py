@@ -42,5 +42,5 @@ def test_a_worker_timeout_reaches_sentry_from_the_replacement_worker(start_tier,
 def test_without_a_dsn_sentry_stays_off(settings):
     from django_celery_ops import sentry
 
-    settings.SENTRY_DSN = ""
+    settings.DJANGO_CELERY_OPS = {**settings.DJANGO_CELERY_OPS, "SENTRY": {"DSN": ""}}
     assert sentry.init() is False

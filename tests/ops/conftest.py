@@ -3,19 +3,22 @@
 import pytest
 import yaml
 
-from tests.ops.helpers import ALERTMANAGER_CONFIG, COMPONENTS, HERE, PANELS_FILE, RULES_DIR
+from django_celery_ops.monitoring import lib, rules
+from tests.ops.helpers import ALERTMANAGER_CONFIG, RULES_DIR, components, project_config
 
 
 @pytest.fixture(scope="session")
 def catalog():
-    names = [line.strip() for line in (HERE / "alert_catalog.txt").read_text().splitlines()]
-    return [n for n in names if n and not n.startswith("#")]
+    """The alert names the generator makes for this project's config, in order (the catalog)."""
+    names = [r["alert"] for groups in rules.build(project_config()).values() for g in groups for r in g["rules"]
+             if "alert" in r]
+    return list(dict.fromkeys(names))
 
 
 @pytest.fixture(scope="session")
 def rule_files():
-    """{component: parsed rule file}."""
-    return {c: yaml.safe_load((RULES_DIR / f"{c}.yml").read_text()) for c in COMPONENTS}
+    """{component: parsed committed rule file}."""
+    return {c: yaml.safe_load((RULES_DIR / f"{c}.yml").read_text()) for c in components()}
 
 
 @pytest.fixture(scope="session")
@@ -30,9 +33,8 @@ def recording_rules(rule_files):
 
 @pytest.fixture(scope="session")
 def panels():
-    """{(uid, panel id): panel}."""
-    dashboards = yaml.safe_load(PANELS_FILE.read_text())["dashboards"]
-    return {(d["uid"], p["id"]): p for d in dashboards for p in d["panels"]}
+    """{(uid, panel id): panel} of the panel contract (the generator's panels.yml)."""
+    return {(d["uid"], p["id"]): p for d in lib.panels_contract() for p in d["panels"]}
 
 
 @pytest.fixture(scope="session")

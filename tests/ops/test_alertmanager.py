@@ -8,8 +8,7 @@ import pytest
 import requests
 import yaml
 
-from tests.ops.helpers import ALERTMANAGER_CONFIG, run
-from tests.ops.procs import (
+from ops.drills.procs import (
     ALERTMANAGER_DIR,
     flushes_of,
     load_module,
@@ -17,6 +16,7 @@ from tests.ops.procs import (
     start_inbox,
     start_prometheus,
 )
+from tests.ops.helpers import ALERTMANAGER_CONFIG, run
 
 ROUTE_CASES = yaml.safe_load((ALERTMANAGER_DIR / "tests" / "routes.yml").read_text())
 INHIBITION_CASES = yaml.safe_load((ALERTMANAGER_DIR / "tests" / "inhibitions.yml").read_text())

@@ -1,4 +1,4 @@
-"""The drill catalog follows DESIGN.md and the alert catalog, and its faults are the faults they claim."""
+"""The drill catalog follows docs/drills.md and the alert catalog, and its faults are the faults they claim."""
 
 import io
 import re
@@ -8,17 +8,16 @@ import pytest
 from app.jobs import csvfiles
 from app.jobs.errors import InvalidUpload
 from ops.drills.harness import DRILL_ENV
+from ops.drills.procs import ROOT
 from ops.drills.scenarios import DRILLS, _good_csv, _poison_csv
-from tests.ops.helpers import DESIGN_MD
 
-# DESIGN.md drills of the proxy tier (ops/nginx/), which is not built yet.
-PLANNED_DRILLS = {"gunicorn-down", "slow-upstream", "slow-clients", "queue-time"}
+DRILLS_DOC = ROOT / "docs" / "drills.md"
 
 
-def _design_drills():
-    """Return {drill: alerts it must fire} of DESIGN.md's drill table."""
-    section = DESIGN_MD.read_text().split("## Drill scenarios", 1)[1].split("\n## ", 1)[0]
-    rows = re.finditer(r"^\| ([a-z][a-z-]+) \| [^|]+ \| ([^|]+) \|", section, re.MULTILINE)
+def _documented_drills():
+    """Return {drill: alerts it must fire} of the Faults table of docs/drills.md."""
+    section = DRILLS_DOC.read_text().split("## Faults", 1)[1].split("\n## ", 1)[0]
+    rows = re.finditer(r"^\| ([a-z][a-z-]+)[^|]* \| [^|]+ \| ([^|]+) \|", section, re.MULTILINE)
     return {m[1]: set(re.findall(r"\b[A-Z][a-z]+(?:[A-Z][a-z]+)+\b", m[2])) for m in rows if m[1] != "drill"}
 
 
@@ -30,14 +29,10 @@ def test_every_drill_expects_and_tolerates_only_catalog_alerts(catalog):
         assert all(len(why) > 20 for why in drill.tolerated.values()), drill.name  # each says why
 
 
-@pytest.mark.skipif(not DESIGN_MD.is_file(), reason="the shared design folder is not beside the repository")
-def test_every_design_drill_exists_and_expects_what_design_names():
-    design = _design_drills()
-    assert PLANNED_DRILLS <= set(design)
-    for name, alerts in design.items():
-        if name in PLANNED_DRILLS:
-            continue
-        assert name in DRILLS, f"DESIGN.md drill {name} is missing from ops/drills/scenarios.py"
+def test_docs_drills_table_lists_every_drill_with_the_alerts_it_expects():
+    documented = _documented_drills()
+    assert set(documented) == set(DRILLS), "docs/drills.md's Faults table and ops/drills/scenarios.py differ"
+    for name, alerts in documented.items():
         assert set(DRILLS[name].expected) == alerts, (name, DRILLS[name].expected, alerts)
 
 

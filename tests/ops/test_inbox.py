@@ -6,9 +6,9 @@ import threading
 import pytest
 import requests
 
-from tests.ops.procs import REPO, load_module, start_inbox
+from ops.drills.procs import INBOX_SCRIPT, load_module, start_inbox
 
-inbox = load_module(REPO / "ops" / "inbox" / "inbox.py")
+inbox = load_module(INBOX_SCRIPT)
 
 
 def _payload(alertname="RedisDown", status="firing", severity="critical", **annotations):
@@ -96,4 +96,4 @@ def test_command_line_inbox_serves_and_records(tmp_path):
         assert requests.post(f"{service.url}/deadman", json=_payload("Watchdog"), timeout=5).status_code == 200
         found = requests.get(f"{service.url}/api/notifications", params={"receiver": "deadman"}, timeout=5).json()
         assert [n["alerts"][0]["labels"]["alertname"] for n in found] == ["Watchdog"]
-    assert service.process.returncode is not None  # stopped
+    assert not service.alive()  # stopped

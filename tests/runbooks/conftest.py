@@ -2,12 +2,10 @@
 
 import pytest
 
-from tests.ops.procs import PROMETHEUS_DIR, REPO, load_module
+from django_celery_ops.monitoring import config, rules
+from tests.ops.procs import REPO
 from tests.support.dashboards import load_dashboards, panels
 from tests.support.runbooks import load_runbooks
-
-RULES_DIR = PROMETHEUS_DIR / "rules"
-CATALOG = REPO / "tests" / "ops" / "alert_catalog.txt"
 
 
 @pytest.fixture(scope="session")
@@ -26,16 +24,25 @@ def rules_by_alert(alert_rules):
 
 
 @pytest.fixture(scope="session")
-def catalog():
-    """The alert names of the catalog (tests/ops/alert_catalog.txt, the copy of DESIGN.md's table)."""
-    lines = [line.strip() for line in CATALOG.read_text().splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+def catalog(monitoring_config):
+    """The alert names the generator makes for this project's config (tests/ops checks them against the contract)."""
+    names = [r["alert"] for groups in rules.build(monitoring_config).values() for g in groups for r in g["rules"]
+             if "alert" in r]
+    return list(dict.fromkeys(names))
 
 
 @pytest.fixture(scope="session")
-def thresholds():
-    """ops/prometheus/thresholds.py, the one place of every threshold and of the link base URLs."""
-    return load_module(PROMETHEUS_DIR / "thresholds.py")
+def monitoring_config():
+    """This project's monitoring config (ops/monitoring.yml over the generator's defaults): every value's source."""
+    return config.load(REPO / "ops" / "monitoring.yml")
+
+
+@pytest.fixture(scope="session")
+def thresholds(monitoring_config):
+    """{name: value} of the numbers a runbook may quote: thresholds by name, SLO values as `slo.<name>`."""
+    values = dict(monitoring_config["thresholds"])
+    values.update({f"slo.{name}": value for name, value in monitoring_config["slo"].items()})
+    return values
 
 
 @pytest.fixture(scope="session")

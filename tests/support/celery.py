@@ -8,7 +8,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.stack import HOST, ROOT, Proc, free_port, wait_for
+from ops.drills.procs import HOST, ROOT, Proc, free_port, wait_for
 
 
 def start_exporter(env: dict, var_dir: Path, port: int | None = None, **overrides: str) -> tuple[Proc, str]:

@@ -6,7 +6,7 @@ import secrets
 import socket
 from pathlib import Path
 
-from tests.support.stack import HOST, Proc, free_port, wait_for
+from ops.drills.procs import HOST, Proc, free_port, wait_for
 
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 EPMD = "/usr/bin/epmd"

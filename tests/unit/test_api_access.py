@@ -169,7 +169,7 @@ def test_the_openapi_document_is_served_and_covers_every_api_url(client):
 
 
 def test_forwarded_headers_count_only_from_trusted_proxies(settings):
-    settings.OBS_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    settings.DJANGO_CELERY_OPS = {**settings.DJANGO_CELERY_OPS, "TRUSTED_PROXIES": ["10.0.0.0/8"]}
     assert guard.trusted("10.1.2.3") and not guard.trusted("127.0.0.1") and not guard.trusted("junk")
     environ = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_FOR": "1.2.3.4",
                "PATH_INFO": "/healthz"}

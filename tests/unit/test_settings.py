@@ -13,7 +13,8 @@ PRODUCTION = {"DJANGO_SECRET_KEY": "k" * 60 + "-Zq9", "DJANGO_ALLOWED_HOSTS": "o
 
 
 def _check(**env):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "JOBS_", "CELERY_", "DRILLS_"))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DJANGO_", "JOBS_", "CELERY_", "DRILLS_", "OBS_", "PROMETHEUS_"))}
     return subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True)
 
@@ -38,10 +39,18 @@ def test_bad_setting_fails_naming_it(env, message):
     assert message in result.stderr
 
 
-def test_production_settings_pass_check_deploy():
-    result = _check(**PRODUCTION)
+def test_production_settings_pass_check_deploy(tmp_path):
+    result = _check(**PRODUCTION, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))  # as every production tier has it
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+def test_check_deploy_names_an_unset_or_unusable_multiproc_dir(tmp_path):
+    result = _check(**PRODUCTION)
+    assert "django_celery_ops.W001" in result.stderr and "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+    (tmp_path / "nope").write_text("")
+    result = _check(**PRODUCTION, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "nope"))
+    assert result.returncode != 0 and "django_celery_ops.E003" in result.stderr
 
 
 def _settings(names: str, **env) -> list[str]:

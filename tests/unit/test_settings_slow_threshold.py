@@ -11,17 +11,23 @@ import yaml
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.utils import floatToGoString
 
-from ops.prometheus import thresholds
+from django_celery_ops.monitoring import config
 from tests.support.stack import ROOT
+
+
+def _rules_threshold() -> float:
+    """The rules' slow threshold: slo.latency_seconds of this project's monitoring config."""
+    return float(config.load(ROOT / "ops/monitoring.yml")["slo"]["latency_seconds"])
 
 LATENCY = "django_http_requests_latency_seconds_by_view_method"
 
 
 def _app_settings(**env) -> tuple[float, tuple]:
-    """OBS_SLOW_REQUEST_SECONDS and PROMETHEUS_LATENCY_BUCKETS as a fresh process reads them."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "OBS_", "DRILLS_", "JOBS_"))}
-    code = ("import json, django; django.setup(); from django.conf import settings as s; "
-            "print(json.dumps([s.OBS_SLOW_REQUEST_SECONDS, s.PROMETHEUS_LATENCY_BUCKETS]))")
+    """SLOW_REQUEST_SECONDS and LATENCY_BUCKETS (env OBS_SLOW_REQUEST_SECONDS) as a fresh process reads them."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("DJANGO_", "OBS_", "DRILLS_", "JOBS_", "PROMETHEUS_"))}
+    code = ("import json, django; django.setup(); from django_celery_ops import conf; "
+            "print(json.dumps([conf.get('SLOW_REQUEST_SECONDS'), conf.get('LATENCY_BUCKETS')]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**clean, "DJANGO_SETTINGS_MODULE": "app.settings", "DJANGO_ENV": "test", **env}).stdout
     slow, buckets = json.loads(out)  # inf travels as Infinity
@@ -47,7 +53,7 @@ def _rules_le() -> set[str]:
 
 def test_the_apps_default_is_the_rules_threshold():
     slow, _ = _app_settings()
-    assert slow == thresholds.slow_request_seconds
+    assert slow == _rules_threshold()
 
 
 def test_the_threshold_is_a_bucket_boundary_the_histogram_exports():
@@ -59,7 +65,7 @@ def test_the_threshold_is_a_bucket_boundary_the_histogram_exports():
 def test_every_latency_rule_reads_the_bucket_of_the_threshold():
     _, buckets = _app_settings()
     le = _rules_le()
-    assert le == {floatToGoString(thresholds.slow_request_seconds)}, le  # one threshold, written as exported
+    assert le == {floatToGoString(_rules_threshold())}, le  # one threshold, written as exported
     assert le <= _exported_le(buckets)
 
 

@@ -5,8 +5,15 @@ a publish succeeded, the worker's main process counts `received`, `revoked`, `re
 time-limit hits, the pool child counts `started`, `succeeded`, `failed`, `retried` and the
 histograms. In prometheus_client multiprocess mode every increment lands in a memory-mapped
 file at once, so a child that is recycled or SIGKILLed has already counted what it did; the
-exporter (app/observability/exporter.py) serves the files. No broker events are involved,
-so nothing is lost when the event stream is off, slow or down.
+exporter (exporter.py) serves the files. No broker events are involved, so nothing is lost
+when the event stream is off, slow or down.
+
+As celery-exporter (src/exporter.py, track_task_event): the first time a process counts
+anything for a (name, hostname, queue_name), it creates every worker-side state counter for
+it at 0 (`failed` with exception=""; never `sent`), so `failed / (succeeded + failed)` has a
+denominator for a task that always fails; `hostname` is the host part of the node name
+("celery@web1" -> "web1", celery.utils.nodesplit); celery_task_runtime observes successful
+runs only, and celery_task_execution_seconds every finished run.
 
 connect() wires the signal receivers; ObservedTask (the app's task_cls) brings the Request
 hooks for what Celery signals nowhere: a requeue (reject) and soft/hard time-limit hits.
@@ -24,6 +31,7 @@ from celery.worker.request import Request
 from prometheus_client import Counter, Histogram
 
 from . import multiprocess
+from .celery_workers import host
 
 PUBLISHED_HEADER = "published_at"  # epoch seconds, set by the producer, read by the child
 RUNTIME_BUCKETS = Histogram.DEFAULT_BUCKETS  # celery-exporter's default --buckets
@@ -46,24 +54,39 @@ RETRIED = _counter("retried", "Task executions that failed and will be retried."
 REVOKED = _counter("revoked", "Tasks revoked (including expired and terminated).")
 REJECTED = _counter("rejected", "Task messages the worker rejected (requeued or dropped).")
 TIME_LIMIT = _counter("time_limit_exceeded", "Task executions that hit a time limit.", [*_LABELS, "limit"])
-RUNTIME = Histogram("celery_task_runtime", "Task execution time in seconds.", _LABELS, buckets=RUNTIME_BUCKETS)
+RUNTIME = Histogram("celery_task_runtime", "Run time in seconds of task executions that succeeded.", _LABELS,
+                    buckets=RUNTIME_BUCKETS)
+EXECUTION = Histogram("celery_task_execution_seconds", "Run time in seconds of every finished task execution "
+                      "(succeeded, failed or retried).", _LABELS, buckets=RUNTIME_BUCKETS)
 QUEUE_WAIT = Histogram("celery_task_queue_wait_time", "Seconds from publish (or ETA) to start.", _LABELS,
                        buckets=QUEUE_WAIT_BUCKETS)
 
 _started_at: dict[str, float] = {}  # task id -> perf_counter at prerun (one entry per running task)
+_zeroed: set[tuple[str, str, str]] = set()  # (name, hostname, queue) this process created at 0
 
 
 def _queue(delivery_info) -> str:
     return (delivery_info or {}).get("routing_key") or "celery"
 
 
+def _seen(name: str, hostname: str, queue: str) -> tuple[str, str, str]:
+    """Create every worker-side state counter of these labels at 0, once per process; return them."""
+    labels = (name, hostname, queue)
+    if labels not in _zeroed:
+        _zeroed.add(labels)
+        for counter in (RECEIVED, STARTED, SUCCEEDED, RETRIED, REVOKED, REJECTED):
+            counter.labels(*labels)  # labels() writes the 0 sample (into this process's file)
+        FAILED.labels(name, hostname, "", queue)
+    return labels
+
+
 def _task_labels(task) -> tuple[str, str, str]:
     req = task.request
-    return task.name, req.hostname or "", _queue(req.delivery_info)
+    return _seen(task.name, host(req.hostname), _queue(req.delivery_info))
 
 
 def _request_labels(request: Request) -> tuple[str, str, str]:
-    return request.task_name, request.hostname or "", _queue(request.delivery_info)
+    return _seen(request.task_name, host(request.hostname), _queue(request.delivery_info))
 
 
 # --- producer side (web processes, beat, sweeper, tasks that publish tasks) ----------------
@@ -89,14 +112,14 @@ def _on_revoked(sender=None, request=None, **_):
     # task_revoked passes a Request when a running task is terminated, but a task Context when
     # a revoked message is discarded before it ran (no task_name there; the sender is the task).
     name = getattr(request, "task_name", None) or getattr(request, "task", None) or getattr(sender, "name", "")
-    hostname = getattr(request, "hostname", None) or ""
-    REVOKED.labels(str(name), hostname, _queue(getattr(request, "delivery_info", None))).inc()
+    hostname = host(getattr(request, "hostname", None))
+    REVOKED.labels(*_seen(str(name), hostname, _queue(getattr(request, "delivery_info", None)))).inc()
 
 
 def _on_unknown_rejected(sender=None, message=None, **_):
     headers = getattr(message, "headers", None) or {}  # an unknown or malformed task message
-    REJECTED.labels(headers.get("task", ""), str(getattr(sender, "hostname", "") or ""),
-                    _queue(getattr(message, "delivery_info", None))).inc()
+    REJECTED.labels(*_seen(str(headers.get("task", "")), host(str(getattr(sender, "hostname", "") or "")),
+                           _queue(getattr(message, "delivery_info", None)))).inc()
 
 
 # --- pool child ---------------------------------------------------------------------------------
@@ -119,11 +142,15 @@ def _on_prerun(sender=None, task_id=None, task=None, **_):
 def _on_postrun(sender=None, task_id=None, task=None, **_):
     started = _started_at.pop(task_id, None)
     if started is not None:
-        RUNTIME.labels(*_task_labels(task)).observe(time.perf_counter() - started)
+        EXECUTION.labels(*_task_labels(task)).observe(time.perf_counter() - started)
 
 
 def _on_success(sender=None, **_):
-    SUCCEEDED.labels(*_task_labels(sender)).inc()
+    labels = _task_labels(sender)
+    SUCCEEDED.labels(*labels).inc()
+    started = _started_at.get(getattr(sender.request, "id", None))  # task_success comes before task_postrun
+    if started is not None:
+        RUNTIME.labels(*labels).observe(time.perf_counter() - started)
 
 
 def _on_failure(sender=None, exception=None, **_):
@@ -134,7 +161,7 @@ def _on_failure(sender=None, exception=None, **_):
 
 
 def _on_retry(sender=None, request=None, **_):
-    RETRIED.labels(sender.name, request.hostname or "", _queue(request.delivery_info)).inc()
+    RETRIED.labels(*_seen(sender.name, host(request.hostname), _queue(request.delivery_info))).inc()
 
 
 def _epoch(eta) -> float:

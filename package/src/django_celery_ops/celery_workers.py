@@ -13,11 +13,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from celery import signals
+from celery.utils.nodenames import nodesplit
 
 OPS_EVENT = "worker-ops"
 _consumer = {"ref": None}  # the worker's Consumer, set when the worker is ready (main process only)
+
+
+@lru_cache(maxsize=256)
+def host(nodename: str | None) -> str:
+    """celery-exporter's hostname label (its get_hostname): "celery@web1" -> "web1", "web1" -> "web1"."""
+    return nodesplit(nodename)[1] if nodename else ""
 
 
 def _on_worker_ready(sender=None, **_):

@@ -56,3 +56,6 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+__all__ = ["env_bool", "env_float", "env_int", "env_list", "env_str"]

@@ -139,3 +139,6 @@ def collect(state_dir: str, pid: int) -> tuple[dict, str]:
         except OSError:
             pass
     return record, stack
+
+
+__all__ = ["arm", "begin", "collect", "end", "note_exit", "paths", "served", "set_view"]

@@ -1,17 +1,22 @@
 """The Celery exporter service: `django-celery-ops-exporter --app proj.celery:app` (settings: docs/celery-observability.md).
 
 /metrics serves three things: the task counters and histograms the workers and producers
-wrote to the multiprocess directory (app/observability/celery_metrics.py), the queue lengths
-this process measures on the broker on a timer (celery_queues.py), and worker state from
-heartbeats (celery_workers.py). /health answers 200, or 503 with the reason while the broker
-cannot be reached. Broker errors never stop the process: it logs them, reports
-celery_exporter_broker_up 0 and retries, so a Redis restart is a gap, not a crash loop.
+wrote to the multiprocess directory (celery_metrics.py), the queue lengths this process
+measures on the broker on a timer (celery_queues.py), and worker state from heartbeats
+(celery_workers.py). The cluster-level gauges (queues and workers: the same seen from any
+exporter) come from one exporter only, the holder of a lease in the broker (celery_queues.Lease,
+EXPORTER_CLUSTER_METRICS), so sum() over several exporters counts them once. /health answers
+200, or 503 with the reason while the broker cannot be reached. Broker errors never stop the
+process: it logs them, reports celery_exporter_broker_up 0 and retries, so a Redis restart is
+a gap, not a crash loop.
 """
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from .env import env_float, env_int, env_list, env_str
 from . import celery_queues
-from .celery_workers import WorkerTracker
+from .celery_workers import WorkerTracker, host
 from .multiprocess import SlotCollector
 
 log = logging.getLogger("django_celery_ops.exporter")
@@ -38,6 +43,9 @@ class Config:
     worker_forget_seconds: float = 3600.0
     extra_queues: list[str] = field(default_factory=list)
     metrics_dir: str | None = None
+    cluster_metrics: str = "lease"  # lease | always | never
+    lease_seconds: float = 15.0
+    lease_key: str = "django_celery_ops.exporter.cluster"
 
     @classmethod
     def from_env(cls) -> Config:
@@ -50,7 +58,22 @@ class Config:
             extra_queues=env_list("EXPORTER_QUEUES", []),
             # The workers' multiprocess folder; EXPORTER_METRICS_DIR keeps the exporter itself out of it.
             metrics_dir=env_str("EXPORTER_METRICS_DIR") or env_str("PROMETHEUS_MULTIPROC_DIR") or None,
+            cluster_metrics=_choice("EXPORTER_CLUSTER_METRICS", "lease", CLUSTER_MODES),
+            lease_seconds=env_float("EXPORTER_LEASE_SECONDS", 15.0, minimum=1.0),
+            lease_key=env_str("EXPORTER_LEASE_KEY") or "django_celery_ops.exporter.cluster",
         )
+
+
+CLUSTER_MODES = ("lease", "always", "never")
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env_str(name) or default).strip().lower()
+    if value not in choices:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
 
 
 def app_queues(celery_app) -> list[str]:
@@ -80,6 +103,11 @@ class Exporter:
         self._lock = threading.Lock()
         self._queue_stats: dict[str, celery_queues.QueueStats] = {}
         self._broker_error: str | None = "no broker poll yet"
+        token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.lease = celery_queues.Lease(config.lease_key, config.lease_seconds, token, time.monotonic)
+        if config.cluster_metrics == "lease" and config.lease_seconds < 2 * config.poll_seconds:
+            log.warning("EXPORTER_LEASE_SECONDS=%s is under 2 x EXPORTER_POLL_SECONDS=%s: the lease it renews "
+                        "every poll will lapse between polls", config.lease_seconds, config.poll_seconds)
         self.registry = CollectorRegistry(auto_describe=False)
         if config.metrics_dir:
             os.makedirs(config.metrics_dir, exist_ok=True)  # the exporter may start before any worker
@@ -94,6 +122,17 @@ class Exporter:
             if self._broker_error:
                 log.info("broker %s reachable; measuring queues %s", connection.as_uri(), ", ".join(self.queues))
             self._queue_stats, self._broker_error = stats, None
+        if self.config.cluster_metrics == "lease":
+            was = self.lease.held()
+            now = self.lease.renew(connection)  # on a broker error the lease runs out by itself
+            if now != was:
+                log.info("%s the cluster lease %s: %s the cluster-level gauges", "took" if now else "lost",
+                         self.config.lease_key, "reporting" if now else "not reporting")
+
+    def reports_cluster(self) -> bool:
+        """True when this exporter reports the cluster-level gauges (EXPORTER_CLUSTER_METRICS)."""
+        mode = self.config.cluster_metrics
+        return mode == "always" or (mode == "lease" and self.lease.held())
 
     def _poll_loop(self) -> None:
         connection, last_logged = None, (None, 0.0)
@@ -114,6 +153,10 @@ class Exporter:
                     connection.collect()  # drop the broken sockets; the next poll reconnects
                     connection = None
             self._stop.wait(self.config.poll_seconds)
+        try:
+            self.lease.release(connection)
+        except Exception as exc:  # noqa: BLE001 - the key expires by itself
+            log.warning("could not release the cluster lease (%s: %s)", type(exc).__name__, exc)
 
     # --- worker events ------------------------------------------------------------------------
     def _event_loop(self) -> None:
@@ -143,15 +186,27 @@ class Exporter:
             stats, broker_up = dict(self._queue_stats), self._broker_error is None
         workers = self.workers.snapshot()
         self.workers.forget(self.config.worker_forget_seconds)
+        leader = self.reports_cluster()
+        if leader:
+            yield from self._cluster_gauges(stats, workers)
+        role = GaugeMetricFamily("celery_exporter_cluster_metrics",
+                                 "1 when this exporter reports the cluster-level gauges (queues, workers).")
+        role.add_metric([], 1 if leader else 0)
+        yield role
+        broker = GaugeMetricFamily("celery_exporter_broker_up", "1 when the last broker poll succeeded.")
+        broker.add_metric([], 1 if broker_up else 0)
+        yield broker
+
+    def _cluster_gauges(self, stats, workers):
         gauges = {name: GaugeMetricFamily(name, doc, labels=labels) for name, doc, labels in [
             ("celery_queue_length", "Messages waiting in the broker queue (all priorities).", ["queue_name"]),
             ("celery_active_consumer_count", "Consumers of the queue.", ["queue_name"]),
             ("celery_active_worker_count", "Live workers consuming the queue.", ["queue_name"]),
             ("celery_active_process_count", "Pool processes of the live workers consuming the queue.",
              ["queue_name"]),
-            ("celery_worker_up", "1 while the worker sends heartbeats.", ["hostname"]),
-            ("celery_worker_tasks_active", "Tasks the worker is running now.", ["hostname"]),
-            ("celery_worker_concurrency", "Pool size of the worker.", ["hostname"]),
+            ("celery_worker_up", "1 while a worker of the host sends heartbeats.", ["hostname"]),
+            ("celery_worker_tasks_active", "Tasks the host's workers are running now.", ["hostname"]),
+            ("celery_worker_concurrency", "Pool size of the host's live workers.", ["hostname"]),
         ]}
         for queue in self.queues:
             live = [w for w in workers.values() if w.up and queue in w.queues]
@@ -163,25 +218,29 @@ class Exporter:
                                                               else consumers)
             gauges["celery_active_worker_count"].add_metric([queue], worker_count)
             gauges["celery_active_process_count"].add_metric([queue], sum(w.concurrency or 0 for w in live))
-        for hostname, worker in sorted(workers.items()):
-            gauges["celery_worker_up"].add_metric([hostname], 1 if worker.up else 0)
-            gauges["celery_worker_tasks_active"].add_metric([hostname], worker.active)
-            if worker.up and worker.concurrency is not None:
-                gauges["celery_worker_concurrency"].add_metric([hostname], worker.concurrency)
+        # celery-exporter's hostname is the host part of the node name: the nodes of one host share a
+        # series (up if any of them is, their active tasks and pools added up).
+        hosts: dict[str, list] = {}
+        for nodename, worker in workers.items():
+            hosts.setdefault(host(nodename), []).append(worker)
+        for hostname, nodes in sorted(hosts.items()):
+            live = [w for w in nodes if w.up]
+            gauges["celery_worker_up"].add_metric([hostname], 1 if live else 0)
+            gauges["celery_worker_tasks_active"].add_metric([hostname], sum(w.active for w in live))
+            if any(w.concurrency is not None for w in live):
+                gauges["celery_worker_concurrency"].add_metric([hostname], sum(w.concurrency or 0 for w in live))
         yield from gauges.values()
-        broker = GaugeMetricFamily("celery_exporter_broker_up", "1 when the last broker poll succeeded.")
-        broker.add_metric([], 1 if broker_up else 0)
-        yield broker
 
     # --- process ------------------------------------------------------------------------------
     def start(self) -> ThreadingHTTPServer:
         server = ThreadingHTTPServer((self.config.host, self.config.port), _handler(self))
         server.daemon_threads = True
-        for target, name in [(self._poll_loop, "broker-poll"), (self._event_loop, "worker-events"),
-                             (server.serve_forever, "http")]:
-            threading.Thread(target=target, name=name, daemon=True).start()
-        host, port = server.server_address[:2]
-        log.info("celery exporter on http://%s:%s/metrics (queues %s, worker timeout %.0f s)", host, port,
+        self._threads = [threading.Thread(target=target, name=name, daemon=True) for target, name in [
+            (self._poll_loop, "broker-poll"), (self._event_loop, "worker-events"), (server.serve_forever, "http")]]
+        for thread in self._threads:
+            thread.start()
+        address, port = server.server_address[:2]
+        log.info("celery exporter on http://%s:%s/metrics (queues %s, worker timeout %.0f s)", address, port,
                  ", ".join(self.queues), self.config.worker_timeout_seconds)
         return server
 
@@ -189,6 +248,7 @@ class Exporter:
         self._stop.set()
         server.shutdown()
         server.server_close()
+        self._threads[0].join(5)  # the poll loop releases the lease on its way out
 
 
 def _handler(exporter: Exporter):

@@ -74,6 +74,9 @@ def _write_tier(server) -> None:
 def on_starting(server) -> None:
     """Master: claim the master's metric slot and the tier lock; make the evidence folder."""
     directory = multiprocess.directory()
+    if not directory and server.num_workers > 1:
+        log.warning("PROMETHEUS_MULTIPROC_DIR is not set: each of the %d workers keeps its own counters and "
+                    "no metrics server sees them (django_celery_ops.W001)", server.num_workers)
     state = os.path.join(directory, "gunicorn") if directory else tempfile.mkdtemp(prefix="gunicorn-evidence-")
     os.makedirs(os.path.join(state, "timeouts"), exist_ok=True)
     for name in os.listdir(state):  # evidence of workers of a master that died without reaping them
@@ -180,3 +183,6 @@ def _report_timeout(server, worker, record: dict, stack: str) -> None:
         with open(path + ".tmp", "w") as f:
             json.dump(report, f)
         os.replace(path + ".tmp", path)
+
+
+__all__ = ["Logger", "child_exit", "exit_reason", "nworkers_changed", "on_exit", "on_starting", "post_fork", "post_worker_init", "when_ready", "worker_exit"]

@@ -45,3 +45,6 @@ def backlog_limit(configured: int) -> int:
             return min(configured, int(f.read()))
     except (OSError, ValueError):
         return configured
+
+
+__all__ = ["accept_queues", "backlog_limit", "socket_inode"]

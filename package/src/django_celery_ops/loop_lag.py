@@ -4,7 +4,7 @@ A task sleeps for a short interval and measures how late the loop woke it: the l
 call inside an async view (time.sleep, requests.get, a Django ORM call without sync_to_async)
 stops the whole loop and shows up as lag. The lag is only known once the loop runs again, when
 the culprit has returned, so a watchdog thread looks at the loop's heartbeat and, when it is
-late by OBS_LOOP_LAG_LOG_SECONDS, logs the loop thread's stack while it is still stuck.
+late by LOOP_LAG_LOG_SECONDS (DJANGO_CELERY_OPS), logs the loop thread's stack while it is still stuck.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import threading
 import time
 import traceback
 
-from django.conf import settings
 from prometheus_client import Histogram
+
+from . import conf
 
 log = logging.getLogger("django_celery_ops.loop_lag")
 
@@ -75,7 +76,7 @@ def ensure_started() -> LoopMonitor:
     import os
 
     if _monitor["pid"] != os.getpid():
-        monitor = LoopMonitor(settings.OBS_LOOP_LAG_INTERVAL_SECONDS, settings.OBS_LOOP_LAG_LOG_SECONDS)
+        monitor = LoopMonitor(conf.get("LOOP_LAG_INTERVAL_SECONDS"), conf.get("LOOP_LAG_LOG_SECONDS"))
         monitor.start()
         _monitor.update(pid=os.getpid(), monitor=monitor)
     return _monitor["monitor"]
@@ -99,3 +100,6 @@ def instrument(app):
         return await app(scope, receive, send)
 
     return application
+
+
+__all__ = ["LoopMonitor", "ensure_started", "event_loop_lag_seconds", "instrument"]

@@ -1,13 +1,14 @@
 """Per-request instrumentation in one pass: the django-prometheus families of docs/metrics.md,
 request id, requests in flight, queue time, slow requests and the timeout evidence.
 
-Put it first in MIDDLEWARE so that it times everything Django does. It replaces
-django-prometheus' PrometheusBeforeMiddleware/PrometheusAfterMiddleware: same family names,
-labels and label values, written by `ContractMetrics` (django-prometheus' `metrics_cls`
-extension point), which registers only the families docs/metrics.md lists. Per request:
-one perf_counter pair, labelled children cached in plain dicts (no `.labels()` lock), and six
-multiprocess writes (in-flight +1/-1, requests by view, responses by status, latency sum and
-bucket) instead of django-prometheus' ~18 plus ours.
+Put it first in MIDDLEWARE so that it times everything Django does (system check
+django_celery_ops.W005 says when it is not). It replaces django-prometheus'
+PrometheusBeforeMiddleware/PrometheusAfterMiddleware without depending on the package: same
+family names, labels and label values (metrics.http()), only the families django-mixin's
+dashboards and our rules read. Per request: one perf_counter pair, a recorder per labelled child
+cached in plain dicts (no `.labels()` lock), and 9-10 multiprocess writes (in-flight +1/-1,
+requests by view, responses by status, latency, request and response body sizes: sum and
+bucket each, an empty body's sum skipped).
 """
 from __future__ import annotations
 
@@ -17,13 +18,12 @@ import re
 import sys
 import time
 import traceback
+from bisect import bisect_left
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.conf import settings
-from django_prometheus.middleware import Metrics
 from prometheus_client import Counter
 
-from . import evidence, logsafe, metrics, queue_time
+from . import conf, evidence, logsafe, metrics, queue_time
 
 log = logging.getLogger("django_celery_ops.slow")
 _errors_log = logging.getLogger("django_celery_ops.errors")
@@ -55,53 +55,45 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # goes into logs: no spac
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS", "CONNECT", "PATCH"})
 UNRESOLVED = "<unnamed view>"  # django-prometheus' label for a request that matched no view
 
-# django-prometheus families that docs/metrics.md lists (the metric contract); every other
-# family of its Metrics class is replaced by a no-op and never exported (docs/web-observability.md).
-CONTRACT_FAMILIES = frozenset({
-    "django_http_requests_latency_seconds_by_view_method",
-    "django_http_responses_total_by_status_view_method",
-    "django_http_requests_total_by_view_transport_method",
-    "django_http_exceptions_total_by_type",
-})
+
+def _inc_of(child):
+    """``f(amount)`` adding to a counter or gauge child: its value's own inc, past the public checks."""
+    value = getattr(child, "_value", None)
+    return value.inc if callable(getattr(value, "inc", None)) else child.inc
 
 
-class _NoOp:
-    """Stands in for a dropped family: accepts the calls django-prometheus makes, records nothing."""
+def _observe_of(child):
+    """``f(amount)`` observing into a histogram child: one bisect and the bucket's inc, no loop.
 
-    def labels(self, *args, **kwargs):
-        return self
+    The same writes as Histogram.observe (sum, then the first bucket whose bound >= amount),
+    except that a sum of 0 is not written again. Falls back to observe() on another client.
+    """
+    try:
+        add_sum, bounds = child._sum.inc, list(child._upper_bounds)
+        buckets = [b.inc for b in child._buckets]
+    except AttributeError:
+        return child.observe
+    if len(bounds) != len(buckets) or bounds[-1] != float("inf"):
+        return child.observe
 
-    def inc(self, amount=1):
-        pass
+    def observe(amount):
+        if amount:
+            add_sum(amount)
+        buckets[bisect_left(bounds, amount)](1)
 
-    def observe(self, amount):
-        pass
-
-
-_NOOP = _NoOp()
-
-
-class ContractMetrics(Metrics):
-    """django-prometheus' metrics, only the families of the metric contract (docs/metrics.md)."""
-
-    _instance = None
-
-    def register_metric(self, metric_cls, name, documentation, labelnames=(), **kwargs):
-        if name not in CONTRACT_FAMILIES:
-            return _NOOP
-        return super().register_metric(metric_cls, name, documentation, labelnames=labelnames, **kwargs)
+    return observe
 
 
 class _Children(dict):
-    """Labelled children of one metric by label-value tuple; a miss creates the child once."""
+    """Recorders of one metric's labelled children by label-value tuple; a miss makes one once."""
 
-    def __init__(self, metric):
+    def __init__(self, metric, make=_inc_of):
         super().__init__()
-        self.metric = metric
+        self.metric, self.make = metric, make
 
     def __missing__(self, key):
-        child = self[key] = self.metric.labels(*key)
-        return child
+        recorder = self[key] = self.make(self.metric.labels(*key))
+        return recorder
 
 
 def view_name(request) -> str:
@@ -120,13 +112,18 @@ class RequestMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
-        self.slow_seconds = settings.OBS_SLOW_REQUEST_SECONDS
-        m = ContractMetrics.get_instance()
-        self.latency = _Children(m.requests_latency_by_view_method)  # (view, method)
-        self.responses = _Children(m.responses_by_status_view_method)  # (status, view, method)
-        self.by_view = _Children(m.requests_by_view_transport_method)  # (view, transport, method)
+        self.slow_seconds = conf.get("SLOW_REQUEST_SECONDS")
+        m = metrics.http()
+        # Each entry is f(amount): the child's value written directly (see _inc_of, _observe_of).
+        self.latency = _Children(m.latency, _observe_of)  # (view, method)
+        self.responses = _Children(m.responses)  # (status, view, method)
+        self.by_view = _Children(m.by_view)  # (view, transport, method)
         self.exceptions = _Children(m.exceptions_by_type)  # (type,)
-        self.in_flight = metrics.requests_in_flight
+        self.exceptions_by_view = _Children(m.exceptions_by_view)  # (view,)
+        self.by_template = _Children(m.by_template)  # (templatename,)
+        self.request_body, self.response_body = _observe_of(m.request_body), _observe_of(m.response_body)
+        self.streaming = _inc_of(m.streaming)
+        self.in_flight = _inc_of(metrics.requests_in_flight)
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
@@ -138,7 +135,7 @@ class RequestMiddleware:
         try:
             response = self.get_response(request)
         except SystemExit:  # gunicorn aborts the worker (timeout): keep the request on record
-            self.in_flight.dec()
+            self.in_flight(-1)
             raise
         except BaseException:
             self._end(request, None, started)
@@ -151,7 +148,7 @@ class RequestMiddleware:
         try:
             response = await self.get_response(request)
         except SystemExit:
-            self.in_flight.dec()
+            self.in_flight(-1)
             raise
         except BaseException:  # e.g. the client went away and the task was cancelled
             self._end(request, None, started)
@@ -178,7 +175,7 @@ class RequestMiddleware:
             instrumentation_failed("begin")
             if request.request_id is None:
                 request.request_id = os.urandom(16).hex()
-        self.in_flight.inc()
+        self.in_flight(1)
         try:
             request._obs_token = evidence.begin(UNRESOLVED, request.method, request.path, request.request_id)
         except Exception:
@@ -188,17 +185,31 @@ class RequestMiddleware:
     def process_view(self, request, view_func, view_args, view_kwargs):
         try:
             name = request.resolver_match.view_name or UNRESOLVED
-            self.by_view[name, "https" if request.is_secure() else "http", _method(request)].inc()
+            self.by_view[name, "https" if request.is_secure() else "http", _method(request)](1)
             evidence.set_view(getattr(request, "_obs_token", None), name)
         except Exception:
             instrumentation_failed("begin")
 
     def process_exception(self, request, exception):
-        self.exceptions[(type(exception).__name__,)].inc()
+        try:
+            self.exceptions[(type(exception).__name__,)](1)
+            match = getattr(request, "resolver_match", None)
+            if match is not None:
+                self.exceptions_by_view[(match.view_name or UNRESOLVED,)](1)
+        except Exception:
+            instrumentation_failed("end")
+
+    def process_template_response(self, request, response):
+        try:
+            if hasattr(response, "template_name"):
+                self.by_template[(str(response.template_name),)](1)
+        except Exception:
+            instrumentation_failed("end")
+        return response
 
     def _end(self, request, response, started: float) -> None:
         duration = time.perf_counter() - started
-        self.in_flight.dec()
+        self.in_flight(-1)
         try:
             self._record(request, response, duration)
         except Exception:
@@ -209,8 +220,13 @@ class RequestMiddleware:
         if response is None:
             return
         view, method = view_name(request), _method(request)
-        self.responses[str(response.status_code), view, method].inc()
-        self.latency[view, method].observe(duration)
+        self.responses[str(response.status_code), view, method](1)
+        self.latency[view, method](duration)
+        self.request_body(_content_length(request))
+        if getattr(response, "streaming", False):
+            self.streaming(1)
+        else:
+            self.response_body(len(response.content))
         response["X-Request-ID"] = request.request_id
         if duration >= self.slow_seconds:
             metrics.slow_requests.labels(view, method).inc()
@@ -220,12 +236,22 @@ class RequestMiddleware:
                         extra={"slow_request": fields})
 
 
+def _content_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 _logfmt = logsafe.logfmt  # request paths are percent-decoded: CR/LF and controls escaped (issue 11)
 
 
 def count_refused(status: int, method: str, duration: float) -> None:
     """Count an answer given before Django ran (the ASGI/WSGI guard) as django-prometheus would."""
-    m = ContractMetrics.get_instance()
+    m = metrics.http()
     method = method if method in _METHODS else "<invalid method>"
-    m.responses_by_status_view_method.labels(str(status), UNRESOLVED, method).inc()
-    m.requests_latency_by_view_method.labels(UNRESOLVED, method).observe(duration)
+    m.responses.labels(str(status), UNRESOLVED, method).inc()
+    m.latency.labels(UNRESOLVED, method).observe(duration)
+
+
+__all__ = ["RequestMiddleware", "count_refused", "instrumentation_failed", "view_name", "UNRESOLVED"]

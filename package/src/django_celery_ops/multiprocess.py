@@ -60,12 +60,35 @@ def _identifier() -> str:
     return _state["ident"]
 
 
-def install() -> bool:
-    """Make every metric created from now on write slot-named files; False when not in multiprocess mode."""
+def problem(path: str) -> str | None:
+    """Why PROMETHEUS_MULTIPROC_DIR cannot hold the metric files (made when missing), or None."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        return f"PROMETHEUS_MULTIPROC_DIR={path!r} is not a directory ({exc.strerror})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"PROMETHEUS_MULTIPROC_DIR={path!r} is not writable by this user"
+    return None
+
+
+def install(strict: bool = False) -> bool:
+    """Make every metric created from now on write slot-named files; False when not in multiprocess mode.
+
+    An unusable directory leaves the storage in memory (importing the library never fails: the
+    system checks E003/E004 name it) unless `strict`, as setup() is: a server process fails.
+    """
     path = directory()
     if not path:
         return False
-    os.makedirs(path, exist_ok=True)
+    if not _state["installed"]:
+        why = problem(path)
+        if why:
+            if strict:
+                raise RuntimeError(why)
+            # prometheus_client chose its own pid-file storage from the variable: it would fail at the
+            # first metric, before the system checks could name the directory.
+            values.ValueClass = values.MutexValue
+            return False
     with _lock:
         if not _state["installed"]:
             values.ValueClass = values.MultiProcessValue(process_identifier=_identifier)
@@ -79,7 +102,7 @@ def setup(role: str = "") -> str:
     Taking a new slot is safe at any time: the old slot's files keep what was counted there,
     the collector sums over all files, and the next process to take the old slot continues it.
     """
-    if not install():
+    if not install(strict=True):
         return ""
     with _lock:
         if role and role != _state["role"]:
@@ -127,3 +150,6 @@ def collector_registry(path: str | None = None) -> CollectorRegistry:
     registry = CollectorRegistry()
     SlotCollector(registry, path=path or directory())
     return registry
+
+
+__all__ = ["SlotCollector", "collector_registry", "directory", "install", "problem", "setup"]

@@ -44,3 +44,6 @@ def queue_seconds(header: str | None, now: float | None = None) -> float | None:
     if waited < 0 or waited > MAX_QUEUE_SECONDS:  # a skewed clock or a wrong unit
         return None
     return waited
+
+
+__all__ = ["MAX_QUEUE_SECONDS", "parse_request_start", "queue_seconds"]

@@ -1,4 +1,4 @@
-"""Sentry set-up: off (no error) without SENTRY_DSN; one init per process, after the fork.
+"""Sentry set-up: off (no error) without a DSN (DJANGO_CELERY_OPS["SENTRY"] or SENTRY_DSN); one init per process, after the fork.
 
 The SDK starts a background sender thread, so it must be initialised in each worker, never
 in a parent that forks (gunicorn's master): a fork copies no threads, only their locks.
@@ -8,7 +8,13 @@ from __future__ import annotations
 import json
 import os
 
-import sentry_sdk
+try:
+    import sentry_sdk
+except ImportError:  # the [sentry] extra is not installed: Sentry stays off unless a DSN asks for it
+    sentry_sdk = None
+
+MISSING_SDK = ("a Sentry DSN is configured (DJANGO_CELERY_OPS['SENTRY']['DSN'] or SENTRY_DSN) but sentry-sdk "
+               "is not installed: pip install 'django-celery-ops[sentry]'")
 
 
 def _integrations(extra: tuple, tracing: bool = True) -> list:
@@ -29,24 +35,38 @@ def _integrations(extra: tuple, tracing: bool = True) -> list:
     return [DjangoIntegration(), celery, *extra]
 
 
-def init(extra_integrations: tuple = ()) -> bool:
-    """Initialise the SDK from the SENTRY_* settings; return False (and do nothing) without a DSN."""
+def init(extra_integrations: tuple = (), *, dsn: str | None = None, environment: str | None = None,
+         release: str | None = None, traces_sample_rate: float | None = None) -> bool:
+    """Initialise the SDK; return False (and do nothing) without a DSN.
+
+    Each argument left at None comes from DJANGO_CELERY_OPS["SENTRY"] (DSN, ENVIRONMENT, RELEASE,
+    TRACES_SAMPLE_RATE), whose defaults are the SENTRY_* environment variables.
+    """
     from django.conf import settings
 
-    if not (settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
+    from . import conf
+
+    if dsn is None and not (settings.configured or os.environ.get("DJANGO_SETTINGS_MODULE")):
         return False  # no settings to read the DSN from (e.g. a bare gunicorn master)
+    configured = conf.get("SENTRY")
+    dsn = configured["DSN"] if dsn is None else dsn
+    if not dsn:
+        return False
+    if sentry_sdk is None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(MISSING_SDK)
     from sentry_sdk.integrations.django import DjangoIntegration
 
-    if not settings.SENTRY_DSN:
-        return False
-    tracing = bool(settings.SENTRY_TRACES_SAMPLE_RATE)
+    rate = configured["TRACES_SAMPLE_RATE"] if traces_sample_rate is None else traces_sample_rate
+    tracing = bool(rate)
     sentry_sdk.init(
-        dsn=settings.SENTRY_DSN,
-        environment=settings.SENTRY_ENVIRONMENT,
-        release=settings.SENTRY_RELEASE,
+        dsn=dsn,
+        environment=configured["ENVIRONMENT"] if environment is None else environment,
+        release=configured["RELEASE"] if release is None else release,
         # 0 means no tracing at all (None): with a rate of 0.0 the SDK still builds an unsampled
         # transaction and its spans for every request, which costs as much as sampling a few.
-        traces_sample_rate=settings.SENTRY_TRACES_SAMPLE_RATE or None,
+        traces_sample_rate=rate or None,
         send_default_pii=False,
         integrations=_integrations(tuple(extra_integrations), tracing=tracing),
         # The SDK would auto-enable DjangoIntegration since Django is installed.
@@ -133,7 +153,7 @@ def init_celery(**_) -> bool:
 
 
 def enabled() -> bool:
-    return sentry_sdk.get_client().is_active()
+    return sentry_sdk is not None and sentry_sdk.get_client().is_active()
 
 
 def report_timeouts(directory: str) -> int:
@@ -165,3 +185,6 @@ def report_timeouts(directory: str) -> int:
         os.unlink(claimed)
         sent += 1
     return sent
+
+
+__all__ = ["enabled", "init", "init_celery", "report_timeouts"]

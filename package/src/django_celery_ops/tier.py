@@ -90,3 +90,6 @@ class TierCollector:
             limit = GaugeMetricFamily("gunicorn_listen_backlog_limit", "Size of the listen socket's accept queue.")
             limit.add_metric([], state.get("backlog_limit", 0) * len(inodes))
             yield limit
+
+
+__all__ = ["LOCK_FILE", "STATE_FILE", "TierCollector", "hold_lock", "read", "write"]

@@ -1,0 +1,375 @@
+"""Start real processes on free loopback ports, wait until they are ready, and stop them.
+
+The one process helper of the project: the drills (`python -m ops.drills`) and the tests use
+it alike. Every process runs in its own session with its output in `<log_dir>/<name>.log`;
+`stop()` ends its whole process group, and processes still running when the interpreter
+exits are stopped by an atexit hook, so a failing test never leaves a server behind.
+Everything binds 127.0.0.1.
+
+    with start_inbox(tmp / "inbox") as inbox, \\
+         start_alertmanager(tmp / "am", inbox.url, timings={"group_wait": "1s"}) as am, \\
+         start_prometheus(tmp / "prom", rules_dir=compressed, targets={"django-wsgi": ["127.0.0.1:9100"]},
+                          alertmanager=am, scrape_interval="1s") as prom:
+        ...
+"""
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+PROMETHEUS_DIR = ROOT / "ops" / "prometheus"
+ALERTMANAGER_DIR = ROOT / "ops" / "alertmanager"
+INBOX_SCRIPT = ROOT / "ops" / "inbox" / "inbox.py"
+PROMETHEUS_JOBS = ("django-wsgi", "django-asgi", "celery-exporter", "redis", "prometheus", "alertmanager")
+PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
+ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or "alertmanager"
+STARTUP_TIMEOUT_SECONDS = 30
+
+_running: list[Proc] = []
+
+
+# --- waiting and asking --------------------------------------------------------------------------
+
+def free_port() -> int:
+    """Return a TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, message: str, interval: float = 0.2,
+             error: type[Exception] = AssertionError):
+    """Poll until predicate() is truthy; return its value, or raise error(message) at the timeout.
+
+    An AssertionError from the predicate means a fatal state (a process died): it ends the wait
+    at once. Any other exception means "not up yet" and is retried.
+    """
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except AssertionError:
+            raise
+        except Exception as exc:  # the thing polled is not up yet
+            last_exc = exc
+        time.sleep(interval)
+    raise error(f"timed out after {timeout:g} s: {message}" + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+def http(url: str, data: bytes | None = None, timeout: float = 10.0, method: str | None = None,
+         headers: dict | None = None) -> tuple[int, bytes]:
+    """Return (status, body bytes); HTTP errors are answers, not exceptions."""
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"),
+                                 headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def load_module(path):
+    """Import a script of ops/ that is not in a package, by its path."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"ops_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- processes ---------------------------------------------------------------------------------------
+
+class Proc:
+    """A child process in its own session, with its output in log_dir/<name>.log."""
+
+    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path, cwd: Path = ROOT):
+        self.name, self.args = name, args
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self._log = open(self.log_path, "ab")
+        self._stopped = False
+        self.popen = subprocess.Popen(args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+        _running.append(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            os.kill(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """TERM the process group, then KILL it if it lingers (children the leader left behind too)."""
+        if self._stopped:
+            return
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.popen.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+        self._stopped = True
+        if self in _running:
+            _running.remove(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Service(Proc):
+    """A server process answering HTTP at url."""
+
+    def __init__(self, name: str, args: list[str], env: dict, workdir: Path, url: str, cwd: Path | None = None):
+        self.url, self.workdir = url, Path(workdir)
+        super().__init__(name, args, env, workdir, cwd=cwd or workdir)
+
+    @property
+    def address(self) -> str:
+        """Return host:port, as a Prometheus target."""
+        return self.url.split("://", 1)[1].rstrip("/")
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_running):
+        proc.stop()
+
+
+def _wait_or_stop(proc: Proc, predicate: Callable[[], object], timeout: float, message: str) -> None:
+    """Wait for a just-started process to be ready; stop it if it never gets there."""
+    try:
+        wait_for(predicate, timeout, message)
+    except BaseException:
+        proc.stop()
+        raise
+
+
+def start_service(name: str, workdir, command_for_port: Callable[[int], list[str]], ready_path: str,
+                  port: int | None = None, env: dict | None = None) -> Service:
+    """Start command_for_port(port) and wait until GET ready_path answers 200; retry on a port race."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    for _attempt in range(1 if port else 3):
+        chosen = port or free_port()
+        service = Service(name, command_for_port(chosen), env or os.environ.copy(), workdir, f"http://{HOST}:{chosen}")
+
+        def ready(service=service):
+            assert service.alive(), f"{name} exited"
+            return http(service.url + ready_path, timeout=2)[0] == 200
+
+        try:
+            wait_for(ready, STARTUP_TIMEOUT_SECONDS, f"{name} on {service.url}", interval=0.1)
+            return service
+        except AssertionError:
+            service.stop()
+    raise RuntimeError(f"{name} did not become ready; log {service.log_path}:\n{service.log()[-3000:]}")
+
+
+# --- the app's processes -----------------------------------------------------------------------------
+
+def app_env(var_dir: Path, broker_url: str, **overrides: str) -> dict:
+    """Environment of an app process: production settings, state under var_dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "JOBS_", "DRILLS_"))}
+    env.update({
+        "PATH": f"{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+        "DJANGO_ENV": "production",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(40),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "DJANGO_SECURE_COOKIES": "0",
+        "DJANGO_SECURE_HSTS_SECONDS": "0",
+        "OPS_VAR_DIR": str(var_dir),
+        "DATABASE_URL": f"sqlite:///{var_dir / 'db.sqlite3'}",
+        "CELERY_BROKER_URL": broker_url,
+        # Production requires API tokens; test stacks opt out by name (tests/hostile sets tokens).
+        "JOBS_API_AUTH": "off",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    return env
+
+
+def migrate(env: dict) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], env=env, cwd=ROOT, check=True,
+                   capture_output=True)
+
+
+def start_redis(var_dir: Path, port: int | None = None) -> tuple[Proc, int]:
+    port = port or free_port()
+    data = var_dir / f"redis-{port}"
+    data.mkdir(parents=True, exist_ok=True)
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    proc = Proc(f"redis-{port}", [server, "--bind", HOST, "--port", str(port), "--dir", str(data),
+                                  "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+                                  "--daemonize", "no"], os.environ.copy(), var_dir)
+
+    def ready():
+        with socket.create_connection((HOST, port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    _wait_or_stop(proc, ready, 15, f"redis on port {port}")
+    return proc, port
+
+
+def start_gunicorn(env: dict, var_dir: Path, name: str = "web", app: str = "app.wsgi:application",
+                   port: int | None = None, extra: list[str] | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    (var_dir / "run").mkdir(parents=True, exist_ok=True)
+    env = {**env, "GUNICORN_NAME": name}
+    args = [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "--bind", f"{HOST}:{port}",
+            *(extra or []), app]
+    proc = Proc(f"gunicorn-{name}-{port}", args, env, var_dir)
+    url = f"http://{HOST}:{port}"
+
+    def up():
+        assert proc.alive(), f"gunicorn exited:\n{proc.log()[-3000:]}"
+        return http(f"{url}/healthz", timeout=2)[0] == 200
+
+    _wait_or_stop(proc, up, 30, f"gunicorn {name} on {url}")
+    return proc, url
+
+
+def start_celery_worker(env: dict, var_dir: Path, name: str = "w1", queues: str = "default,imports,exports",
+                        concurrency: int = 2, extra: list[str] | None = None) -> Proc:
+    args = [str(VENV_BIN / "celery"), "-A", "app", "worker", "-Q", queues, "-c", str(concurrency),
+            "-n", f"{name}@%h", "-E", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            *(extra or [])]
+    proc = Proc(f"celery-{name}", args, env, var_dir)
+
+    def ready():
+        assert proc.alive(), f"{proc.name} exited:\n{proc.log()[-3000:]}"
+        return "ready." in proc.log()
+
+    _wait_or_stop(proc, ready, 60, f"celery worker {name} ready")
+    return proc
+
+
+# --- the monitoring processes ------------------------------------------------------------------------
+
+def start_inbox(workdir, port=None) -> Service:
+    """Start ops/inbox/inbox.py recording into workdir."""
+    workdir = Path(workdir)
+    return start_service(
+        "inbox", workdir,
+        lambda p: [sys.executable, str(INBOX_SCRIPT), "--host", HOST, "--port", str(p), "--dir", str(workdir)],
+        "/healthz", port,
+    )
+
+
+def start_alertmanager(workdir, inbox_url, timings=None, port=None, config=ALERTMANAGER_DIR / "alertmanager.yml",
+                       log_level="info") -> Service:
+    """Render the real Alertmanager config to notify inbox_url and start Alertmanager on it.
+
+    timings: e.g. {"group_wait": "1s", "group_interval": "1s"}, applied to every route.
+    log_level "debug" logs every flush of an aggregation group (see flushes_of()).
+    """
+    render = load_module(ALERTMANAGER_DIR / "render.py")  # the renderer the stack launcher uses
+    workdir = Path(workdir)
+    config_path = render.render(workdir / "config", inbox_url, timings, config=config)
+    return start_service(
+        "alertmanager", workdir,
+        lambda p: [ALERTMANAGER_BIN, f"--config.file={config_path}", f"--storage.path={workdir / 'data'}",
+                   f"--web.listen-address={HOST}:{p}", "--cluster.listen-address=", f"--log.level={log_level}"],
+        "/-/ready", port,
+    )
+
+
+def flushes_of(alertmanager: Service, name: str, fingerprint: str) -> int:
+    """Return how often Alertmanager (started with log_level="debug") flushed the group holding an alert.
+
+    The dispatcher logs `msg=flushing alerts=[<name>[<fingerprint[:7]>][active] ...]` before it runs
+    a group through the notification pipeline (inhibition, silences, then the receivers), and runs
+    one group's flushes one after the other: a second flush means the first one was done.
+    """
+    needle = f"{name}[{fingerprint[:7]}]"
+    return sum(1 for line in alertmanager.log().splitlines() if "msg=flushing" in line and needle in line)
+
+
+def write_targets(targets_dir, targets) -> None:
+    """Write targets_dir/<job>.yml for every job: targets[job] (a list of host:port), else none."""
+    targets_dir = Path(targets_dir)
+    targets_dir.mkdir(parents=True, exist_ok=True)
+    for job in set(PROMETHEUS_JOBS) | set(targets):
+        addresses = targets.get(job, [])
+        (targets_dir / f"{job}.yml").write_text(yaml.safe_dump([{"targets": list(addresses)}] if addresses else []))
+
+
+def start_prometheus(workdir, *, config_dir=PROMETHEUS_DIR, rules_dir=None, targets=None, alertmanager=None,
+                     scrape_interval=None, evaluation_interval=None, resend_delay=None, extra_args=(),
+                     port=None) -> Service:
+    """Start Prometheus with a copy of config_dir/prometheus.yml, rules_dir and file_sd targets.
+
+    targets maps job -> [host:port]; unnamed jobs get no targets, except `prometheus` (itself)
+    and `alertmanager` (the given Service or host:port). Intervals like "1s" override the global
+    ones in the copy only. resend_delay (default 1m in Prometheus) bounds how long a firing alert
+    waits to be re-sent, e.g. to an Alertmanager discovered a few seconds after the first send.
+    """
+    workdir = Path(workdir)
+    config_dir = Path(config_dir)
+    confdir = workdir / "config"
+    shutil.rmtree(confdir, ignore_errors=True)
+    shutil.copytree(Path(rules_dir or config_dir / "rules"), confdir / "rules")
+    config = yaml.safe_load((config_dir / "prometheus.yml").read_text())
+    for key, value in (("scrape_interval", scrape_interval), ("evaluation_interval", evaluation_interval)):
+        if value:
+            config["global"][key] = value
+    if scrape_interval:
+        config["global"]["scrape_timeout"] = scrape_interval  # the timeout may not exceed the interval
+    (confdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def command(p):
+        jobs = dict(targets or {})
+        jobs.setdefault("prometheus", [f"{HOST}:{p}"])
+        if alertmanager is not None:
+            jobs.setdefault("alertmanager", [getattr(alertmanager, "address", alertmanager)])
+        write_targets(confdir / "targets", jobs)
+        return [PROMETHEUS_BIN, f"--config.file={confdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address={HOST}:{p}",
+                "--web.enable-lifecycle",
+                *([f"--rules.alert.resend-delay={resend_delay}"] if resend_delay else []), *extra_args]
+
+    return start_service("prometheus", workdir, command, "/-/ready", port)

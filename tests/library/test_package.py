@@ -1,0 +1,68 @@
+"""The library stands alone: importing it loads nothing of the demo app, and each module names its API."""
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]  # tests.library.settings is importable from here
+
+CORE = ["conf", "checks", "db", "apps", "middleware", "metrics", "loop_lag", "queue_time", "evidence", "logsafe",
+        "multiprocess", "tier", "listen", "env", "metrics_server"]
+EXTRAS = {"sentry": "sentry_sdk", "gunicorn": "gunicorn", "gunicorn_conf": "gunicorn"}
+
+_CHILD = """
+import json, sys
+import django
+django.setup()
+import importlib
+for name in sys.argv[1:]:
+    importlib.import_module("django_celery_ops." + name)
+from django.core.management import call_command
+call_command("check")
+from django.test import Client
+Client().get("/ok/")
+print(json.dumps(sorted(m for m in sys.modules if m == "app" or m.startswith("app.")
+                        or m.split(".")[0] == "django_prometheus")))
+"""
+
+
+def _modules() -> list[str]:
+    return CORE + [m for m, dep in EXTRAS.items() if importlib.util.find_spec(dep) is not None]
+
+
+def test_importing_and_using_the_library_loads_no_demo_app_module():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.library.settings"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    out = subprocess.run([sys.executable, "-c", _CHILD, *_modules()], env=env, capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert json.loads(out.splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_each_module_names_its_public_api(name):
+    module = importlib.import_module(f"django_celery_ops.{name}")
+    assert module.__all__, name
+    missing = [n for n in module.__all__ if not hasattr(module, n)]
+    assert not missing, missing
+
+
+def test_the_middleware_api_the_demo_uses_is_public():
+    from django_celery_ops import middleware
+
+    assert {"RequestMiddleware", "count_refused", "instrumentation_failed", "view_name"} <= set(middleware.__all__)
+
+
+def test_docs_state_the_metric_contract_version_the_package_exports():
+    import re
+    from pathlib import Path
+
+    import django_celery_ops
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    assert re.search(r"\*\*Metric contract version (\d+)\*\*", text)[1] == django_celery_ops.METRICS_CONTRACT_VERSION
+    assert f"django-celery-ops {django_celery_ops.__version__}" in text
