@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.web.profile_request [--layer bare|metrics|sentry|tracing] [--n 20000] [--path /healthz] [--profile]
 
 Calls the WSGI application directly with a minimal environ, in multiprocess mode (a temporary
-PROMETHEUS_MULTIPROC_DIR), as a gunicorn sync worker would; prints microseconds per request.
+PROMETHEUS_MULTIPROC_DIR) and with the timeout evidence armed (evidence.arm(), as gunicorn's
+post_worker_init does), as a gunicorn sync worker would; prints microseconds per request.
 """
 import argparse
 import os
@@ -27,6 +28,10 @@ if layer != "bare":
     sentry.init()
 from django.core.wsgi import get_wsgi_application
 application = get_wsgi_application()
+# As gunicorn's post_worker_init does: the timeout-evidence record is part of every request's cost.
+import tempfile
+from django_celery_ops import evidence
+evidence.arm(tempfile.mkdtemp(prefix="evidence-", dir=os.environ["OPS_VAR_DIR"]))
 
 def environ():
     return {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "localhost",

@@ -23,7 +23,7 @@ DEMO_ONLY = {"supervisor", "flower", "tornado", "uvicorn", "uvicorn-worker", "dj
 # Only in extras, never in the core install.
 EXTRA_ONLY = {"celery", "redis", "kombu", "gunicorn", "sentry-sdk", "pyyaml", "grafana-foundation-sdk"}
 LOWER_BOUNDS = {  # issue 20: the supported floor
-    "django": "5.2", "celery": "5.5", "gunicorn": "23", "prometheus-client": "0.21", "redis": "5.0",
+    "django": "5.2", "celery": "5.5", "gunicorn": "23", "prometheus-client": "0.21.1", "redis": "5.2.1",
 }
 CLASSIFIERS = {
     "Programming Language :: Python :: 3.11", "Programming Language :: Python :: 3.12",

@@ -130,8 +130,8 @@ def test_a_broker_outage_keeps_the_holder_until_the_lease_runs_out(var_dir, redi
     procs.append(exporter)
     stack.wait_for(lambda: _expected(scrape(url)), 20, "the exporter holds the lease")
     client = redis_client.Redis(host=stack.HOST, port=redis["port"])
-    assert client.get("stackL:django_celery_ops.exporter.cluster").decode().split(":")[0] == socket.gethostname()
-    assert 0 < client.pttl("stackL:django_celery_ops.exporter.cluster") <= LEASE_SECONDS * 1000
+    assert client.get("stackL:django_celery_ops.exporter.cluster.app").decode().split(":")[0] == socket.gethostname()
+    assert 0 < client.pttl("stackL:django_celery_ops.exporter.cluster.app") <= LEASE_SECONDS * 1000
 
     redis["proc"].stop()
     down = time.monotonic()
@@ -145,3 +145,24 @@ def test_a_broker_outage_keeps_the_holder_until_the_lease_runs_out(var_dir, redi
     restarted, _ = stack.start_redis(var_dir, port=redis["port"])
     procs.append(restarted)
     stack.wait_for(lambda: _expected(scrape(url)), 30, "the lease taken again once the broker is back")
+
+
+def test_two_celery_apps_on_one_broker_database_each_hold_their_own_lease(redis):
+    """The default lease key names the Celery app: two projects sharing a Redis database both
+    export their cluster gauges, while two exporters of one app still share one lease."""
+    from celery import Celery
+
+    from django_celery_ops.exporter import Config, Exporter
+
+    apps = [Celery(name, broker=redis["url"]) for name in ("shop", "blog", "shop")]
+    exporters = [Exporter(app, Config(port=0, lease_seconds=30)) for app in apps]
+    keys = [e.config.lease_key for e in exporters]
+    assert keys == ["django_celery_ops.exporter.cluster.shop", "django_celery_ops.exporter.cluster.blog",
+                    "django_celery_ops.exporter.cluster.shop"]
+    from kombu import Connection
+
+    held = []
+    for exporter in exporters:  # the test environment's CELERY_BROKER_URL points elsewhere: connect explicitly
+        with Connection(redis["url"]) as connection:
+            held.append(exporter.lease.renew(connection))
+    assert held == [True, True, False]  # shop and blog lead; the second shop exporter does not

@@ -66,3 +66,30 @@ def test_docs_state_the_metric_contract_version_the_package_exports():
     text = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
     assert re.search(r"\*\*Metric contract version (\d+)\*\*", text)[1] == django_celery_ops.METRICS_CONTRACT_VERSION
     assert f"django-celery-ops {django_celery_ops.__version__}" in text
+
+
+def test_the_reference_app_imports_only_the_public_api():
+    """app/ and gunicorn.conf.py use the library as an adopter would: names listed in PUBLIC, each in __all__."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    from django_celery_ops import PUBLIC
+
+    root = Path(__file__).resolve().parents[2]
+    used = set()
+    for path in [*sorted((root / "app").rglob("*.py")), root / "gunicorn.conf.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("django_celery_ops"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    module, name = (full, "*") if full in PUBLIC else (node.module, alias.name)
+                    used.add((module, name, path.name))
+    assert used, "the reference app imports nothing from the library"
+    for module, name, where in sorted(used):
+        assert module in PUBLIC and (name in PUBLIC[module] or name == "*"), f"{where}: {module}.{name} is not public"
+        exported = getattr(importlib.import_module(module), "__all__", ())
+        assert name == "*" or name in exported, f"{module}.__all__ lacks {name}"
+    for module, names in PUBLIC.items():
+        loaded = importlib.import_module(module)
+        assert all(n == "*" or hasattr(loaded, n) for n in names), module

@@ -158,3 +158,6 @@ class Lease:
         elif connection is not None and connection.transport.driver_type == "redis":
             channel = connection.default_channel
             channel.client.eval(_RELEASE, 1, self._redis_key(channel), self.token)
+
+
+__all__ = ["Lease", "QueueStats", "measure", "redis_keys"]

@@ -29,8 +29,19 @@ def _sentry_defaults() -> dict:
         "DSN": os.environ.get("SENTRY_DSN", ""),
         "ENVIRONMENT": os.environ.get("SENTRY_ENVIRONMENT") or None,
         "RELEASE": os.environ.get("SENTRY_RELEASE") or None,
-        "TRACES_SAMPLE_RATE": float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE") or 0.0),
+        "TRACES_SAMPLE_RATE": _env_rate(),
     }
+
+
+def _env_rate() -> float:
+    raw = os.environ.get("SENTRY_TRACES_SAMPLE_RATE") or "0"
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate <= 1:
+        raise ImproperlyConfigured(f"SENTRY_TRACES_SAMPLE_RATE={raw!r} must be a number from 0 to 1")
+    return rate
 
 
 DEFAULTS: dict = {
@@ -129,7 +140,12 @@ def problems() -> list[tuple[str, str]]:
     raw = getattr(settings, SETTING, {})
     if not isinstance(raw, dict):
         return [("", f"{SETTING} must be a dict, not {type(raw).__name__}")]
-    found = [(key, f"{SETTING}[{key!r}] is not a setting of django_celery_ops (known: {', '.join(DEFAULTS)})")
+    found = []
+    try:
+        _sentry_defaults()
+    except ImproperlyConfigured as exc:  # a SENTRY_* environment variable the SENTRY setting defaults to
+        found.append(("SENTRY", str(exc)))
+    found += [(key, f"{SETTING}[{key!r}] is not a setting of django_celery_ops (known: {', '.join(DEFAULTS)})")
              for key in raw if key not in DEFAULTS]
     for key, check in _VALIDATORS.items():
         if key in raw:

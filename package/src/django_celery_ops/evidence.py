@@ -35,16 +35,53 @@ class _Record:
         self.served = 0
         self.exit: dict | None = None
         self.ids = itertools.count()
+        self.prefix = f'{{"pid":{os.getpid()},"served":'.encode()  # the pid is the worker's: arm() runs after the fork
 
     def flush(self) -> None:
         shown = sorted(self.inflight.values(), key=lambda e: e["started"])[:_MAX_SHOWN]
-        body = json.dumps({"pid": os.getpid(), "served": self.served, "in_flight": len(self.inflight),
-                           "requests": shown, "exit": self.exit}, separators=(",", ":")).encode()
+        body = _encode({"pid": os.getpid(), "served": self.served, "in_flight": len(self.inflight),
+                        "requests": shown, "exit": self.exit}).encode()
         if len(body) > _SIZE - _HEADER:
             body = json.dumps({"pid": os.getpid(), "served": self.served, "in_flight": len(self.inflight),
                                "requests": [], "exit": self.exit, "truncated": True}).encode()
+        self.write(body)
+
+    def write(self, body: bytes) -> None:
         self.mm[_HEADER:_HEADER + len(body)] = body
         self.mm[:_HEADER] = len(body).to_bytes(_HEADER, "little")
+
+    def flush_one(self, entry: dict) -> None:
+        """flush() when the only request in flight is entry and no exit is noted (a sync worker,
+        every request): the same bytes, without the sort and the encoder's walk of the dict."""
+        body = b"".join((self.prefix, str(self.served).encode(), _ONE_IN_FLIGHT, _entry_json(entry).encode(),
+                         _ONE_SUFFIX))
+        if len(body) > _SIZE - _HEADER:
+            self.flush()
+            return
+        self.write(body)
+
+    def idle(self) -> None:
+        """Nothing in flight, no exit: size 0, which collect() reads as {} (no request, no exit),
+        what the master makes of the full idle record (its exit and requests are all it reads)."""
+        self.mm[:_HEADER] = _IDLE
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=...) without a new encoder
+_quote = json.encoder.encode_basestring_ascii  # what that encoder writes for a str (ensure_ascii)
+_ONE_IN_FLIGHT = b',"in_flight":1,"requests":['
+_ONE_SUFFIX = b'],"exit":null}'
+_IDLE = bytes(_HEADER)
+
+
+def _entry_json(entry: dict) -> str:
+    """_encode(entry) for an entry begin() made (these keys, in this order; str values, a float)."""
+    started = entry["started"]
+    try:
+        return "".join(('{"view":', _quote(entry["view"]), ',"method":', _quote(entry["method"]),
+                        ',"path":', _quote(entry["path"]), ',"request_id":', _quote(entry["request_id"]),
+                        ',"started":', float.__repr__(started) if type(started) is float else _encode(started), "}"))
+    except TypeError:  # a value that is not a str (None): the encoder knows what to write
+        return _encode(entry)
 
 
 _record: _Record | None = None
@@ -91,7 +128,10 @@ def set_view(token: int | None, view: str) -> None:
         entry = record.inflight.get(token)
         if entry is not None:
             entry["view"] = view
-            record.flush()
+            if len(record.inflight) == 1 and record.exit is None:
+                record.flush_one(entry)
+            else:
+                record.flush()
 
 
 def end(token: int | None) -> None:
@@ -100,7 +140,10 @@ def end(token: int | None) -> None:
         return
     with record.lock:
         record.inflight.pop(token, None)
-        record.flush()
+        if not record.inflight and record.exit is None:
+            record.idle()
+        else:
+            record.flush()
 
 
 def served() -> int:

@@ -45,7 +45,7 @@ class Config:
     metrics_dir: str | None = None
     cluster_metrics: str = "lease"  # lease | always | never
     lease_seconds: float = 15.0
-    lease_key: str = "django_celery_ops.exporter.cluster"
+    lease_key: str = ""  # "": django_celery_ops.exporter.cluster.<the Celery app's main name>
 
     @classmethod
     def from_env(cls) -> Config:
@@ -60,7 +60,7 @@ class Config:
             metrics_dir=env_str("EXPORTER_METRICS_DIR") or env_str("PROMETHEUS_MULTIPROC_DIR") or None,
             cluster_metrics=_choice("EXPORTER_CLUSTER_METRICS", "lease", CLUSTER_MODES),
             lease_seconds=env_float("EXPORTER_LEASE_SECONDS", 15.0, minimum=1.0),
-            lease_key=env_str("EXPORTER_LEASE_KEY") or "django_celery_ops.exporter.cluster",
+            lease_key=env_str("EXPORTER_LEASE_KEY") or "",
         )
 
 
@@ -104,6 +104,8 @@ class Exporter:
         self._queue_stats: dict[str, celery_queues.QueueStats] = {}
         self._broker_error: str | None = "no broker poll yet"
         token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # One lease per Celery app: two projects sharing one Redis database each keep their own.
+        config.lease_key = config.lease_key or f"django_celery_ops.exporter.cluster.{celery_app.main or 'celery'}"
         self.lease = celery_queues.Lease(config.lease_key, config.lease_seconds, token, time.monotonic)
         if config.cluster_metrics == "lease" and config.lease_seconds < 2 * config.poll_seconds:
             log.warning("EXPORTER_LEASE_SECONDS=%s is under 2 x EXPORTER_POLL_SECONDS=%s: the lease it renews "
@@ -313,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     log.info("stopping")
     exporter.stop(server)
 
+
+__all__ = ["Config", "Exporter", "app_queues", "load_app", "main"]
 
 if __name__ == "__main__":
     main()

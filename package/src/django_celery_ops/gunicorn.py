@@ -161,6 +161,21 @@ def child_exit(server, worker) -> None:
         _report_timeout(server, worker, record, stack)
 
 
+def _sentry_configured() -> bool:
+    """A DSN in the environment or in DJANGO_CELERY_OPS["SENTRY"] (read only when Django's settings can be)."""
+    if os.environ.get("SENTRY_DSN"):
+        return True
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        return False
+    try:
+        from . import conf
+
+        return bool(conf.get("SENTRY")["DSN"])
+    except Exception:  # the master must never die of a settings problem while reaping a worker
+        log.warning("could not read the Sentry settings", exc_info=True)
+        return False
+
+
 def _report_timeout(server, worker, record: dict, stack: str) -> None:
     import time
 
@@ -178,7 +193,7 @@ def _report_timeout(server, worker, record: dict, stack: str) -> None:
         worker.pid, fields, report["running_seconds"], report["in_flight"], report["stack"],
         extra={"worker_timeout": {k: v for k, v in report.items() if k != "stack"}},
     )
-    if os.environ.get("SENTRY_DSN"):  # a fresh worker sends it: the master has no Sentry SDK
+    if _sentry_configured():  # a fresh worker sends it: the master has no Sentry SDK
         path = os.path.join(_reports_dir(), f"{worker.pid}.json")
         with open(path + ".tmp", "w") as f:
             json.dump(report, f)

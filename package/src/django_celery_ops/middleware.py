@@ -23,6 +23,8 @@ from bisect import bisect_left
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from prometheus_client import Counter
 
+from django.conf import settings
+
 from . import conf, evidence, logsafe, metrics, queue_time
 
 log = logging.getLogger("django_celery_ops.slow")
@@ -124,6 +126,7 @@ class RequestMiddleware:
         self.request_body, self.response_body = _observe_of(m.request_body), _observe_of(m.response_body)
         self.streaming = _inc_of(m.streaming)
         self.in_flight = _inc_of(metrics.requests_in_flight)
+        self.transport = _transport_of(getattr(settings, "SECURE_PROXY_SSL_HEADER", None))
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
@@ -161,6 +164,7 @@ class RequestMiddleware:
         request._obs_wall_started = time.time()  # Sentry keeps the breadcrumbs since then
         request.request_id = None
         request._obs_token = None
+        request._obs_view = None  # process_view names it; _record falls back to view_name()
         try:
             meta = request.META
             rid = meta.get("HTTP_X_REQUEST_ID", "")
@@ -184,8 +188,8 @@ class RequestMiddleware:
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         try:
-            name = request.resolver_match.view_name or UNRESOLVED
-            self.by_view[name, "https" if request.is_secure() else "http", _method(request)](1)
+            name = request._obs_view = request.resolver_match.view_name or UNRESOLVED
+            self.by_view[name, self.transport(request), _method(request)](1)
             evidence.set_view(getattr(request, "_obs_token", None), name)
         except Exception:
             instrumentation_failed("begin")
@@ -219,7 +223,7 @@ class RequestMiddleware:
         evidence.end(getattr(request, "_obs_token", None))
         if response is None:
             return
-        view, method = view_name(request), _method(request)
+        view, method = getattr(request, "_obs_view", None) or view_name(request), _method(request)
         self.responses[str(response.status_code), view, method](1)
         self.latency[view, method](duration)
         self.request_body(_content_length(request))
@@ -234,6 +238,30 @@ class RequestMiddleware:
                       "request_id": request.request_id, "path": request.path}
             log.warning("slow request %s", " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items()),
                         extra={"slow_request": fields})
+
+
+def _transport_of(proxy_ssl_header):
+    """``f(request)`` giving "https" or "http" as ``request.is_secure()`` would, with the setting read
+    once (at startup) instead of on every request."""
+    if not proxy_ssl_header:
+        return _scheme
+    try:
+        header, secure_value = proxy_ssl_header
+    except (TypeError, ValueError):  # Django's ImproperlyConfigured, from is_secure(), on each request
+        return lambda request: "https" if request.is_secure() else "http"
+
+    def transport(request):
+        value = request.META.get(header)
+        if value is not None:
+            return "https" if value.split(",", 1)[0].strip() == secure_value else "http"
+        return _scheme(request)
+
+    return transport
+
+
+def _scheme(request) -> str:
+    """The transport without a proxy header: the WSGI environ's (or the ASGI scope's) scheme."""
+    return "https" if request._get_scheme() == "https" else "http"
 
 
 def _content_length(request) -> int:

@@ -17,22 +17,32 @@ MISSING_SDK = ("a Sentry DSN is configured (DJANGO_CELERY_OPS['SENTRY']['DSN'] o
                "is not installed: pip install 'django-celery-ops[sentry]'")
 
 
+def _celery_integration() -> list:
+    """CeleryIntegration when Celery is installed (the [celery] extra); a web-only install has none."""
+    from sentry_sdk.integrations import DidNotEnable
+
+    try:
+        from sentry_sdk.integrations.celery import CeleryIntegration
+    except (ImportError, DidNotEnable):
+        return []
+    return [CeleryIntegration(monitor_beat_tasks=False)]
+
+
 def _integrations(extra: tuple, tracing: bool = True) -> list:
-    from sentry_sdk.integrations.celery import CeleryIntegration
     from sentry_sdk.integrations.django import DjangoIntegration
 
     # One place for the integrations of every process kind; add e.g. CeleryIntegration here
     # or pass it as `extra` from the process that needs it. CeleryIntegration in a producer
     # (web) adds the trace headers to each task message; in a worker it reports task
     # exceptions with the task name and continues the web request's trace.
-    celery = CeleryIntegration(monitor_beat_tasks=False)
+    celery = _celery_integration()
     if not tracing:
         # Errors only: no DjangoIntegration (it wraps every request in a scope fork, a session
         # and a transaction context even when nothing is traced: most of the SDK's cost per
         # request, bench/web/RESULTS.md). Request exceptions are reported by _report_exception
         # from Django's got_request_exception signal instead, at no cost per request.
-        return [celery, *extra]
-    return [DjangoIntegration(), celery, *extra]
+        return [*celery, *extra]
+    return [DjangoIntegration(), *celery, *extra]
 
 
 def init(extra_integrations: tuple = (), *, dsn: str | None = None, environment: str | None = None,
