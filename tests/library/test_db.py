@@ -143,10 +143,14 @@ def postgres(tmp_path_factory):
             if str(parent).startswith(str(tmp_path_factory.getbasetemp().parent)):
                 os.chmod(parent, os.stat(parent).st_mode | 0o011)
         as_user = [shutil.which("runuser") or "runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_user, initdb, "-D", str(data), "-U", "ops", "--auth=trust", "-E", "UTF8"], check=True,
-                   capture_output=True)
-    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    def run(*args):
+        done = subprocess.run([*as_user, *args], capture_output=True, text=True, env={**os.environ, "LC_ALL": "C"})
+        assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout}\n{done.stderr}"
+
+    # --no-locale: a fresh machine has no locale but C (initdb refuses an unknown one).
+    run(initdb, "-D", str(data), "-U", "ops", "--auth=trust", "-E", "UTF8", "--no-locale")
+    run(pg_ctl, "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start")
     try:
         yield {"ENGINE": "django.db.backends.postgresql", "NAME": "postgres", "USER": "ops", "HOST": "127.0.0.1",
                "PORT": str(port)}
