@@ -14,6 +14,7 @@ request goes on.
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import tempfile
@@ -69,9 +70,21 @@ def trusted(peer: str | None) -> bool:
         return False
     try:
         address = ipaddress.ip_address(peer)
-        return any(address in ipaddress.ip_network(net, strict=False) for net in proxies)
     except ValueError:
         return False
+    return any(address in net for net in _networks(proxies))
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(proxies: tuple) -> tuple:
+    """The TRUSTED_PROXIES networks, parsed once per setting value instead of on every request."""
+    networks = []
+    for net in proxies:
+        try:
+            networks.append(ipaddress.ip_network(net, strict=False))
+        except ValueError:
+            pass  # as before: an entry that is no address or network matches nothing
+    return tuple(networks)
 
 
 def _spool():
