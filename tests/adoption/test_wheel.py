@@ -14,14 +14,14 @@ CONSOLE_SCRIPTS = {
     "django-celery-ops-metrics": "django_celery_ops.metrics_server:main",
     "django-celery-ops-monitoring": "django_celery_ops.monitoring.cli:main",
 }
-EXTRAS = {"celery", "gunicorn", "sentry", "exporter", "monitoring", "all"}
+EXTRAS = {"celery", "gunicorn", "sentry", "profiling", "exporter", "monitoring", "all"}
 CORE = {"django", "prometheus-client", "asgiref"}
 # The demo stack's dependencies (issue 20): none may reach an adopter, core or extra.
 DEMO_ONLY = {"supervisor", "flower", "tornado", "uvicorn", "uvicorn-worker", "dj-database-url", "psycopg",
              "psycopg-binary", "psycopg2", "psycopg2-binary", "humanize", "django-prometheus", "requests",
              "matplotlib"}
 # Only in extras, never in the core install.
-EXTRA_ONLY = {"celery", "redis", "kombu", "gunicorn", "sentry-sdk", "pyyaml", "grafana-foundation-sdk"}
+EXTRA_ONLY = {"celery", "redis", "kombu", "gunicorn", "sentry-sdk", "pyinstrument", "pyyaml", "grafana-foundation-sdk"}
 LOWER_BOUNDS = {  # issue 20: the supported floor
     "django": "5.2", "celery": "5.5", "gunicorn": "23", "prometheus-client": "0.21.1", "redis": "5.2.1",
 }
@@ -114,6 +114,7 @@ def test_extras_bring_what_they_name(dist):
     assert {"celery", "redis"} <= by_extra["exporter"]
     assert by_extra["gunicorn"] >= {"gunicorn"}
     assert by_extra["sentry"] >= {"sentry-sdk"}
+    assert by_extra["profiling"] >= {"pyinstrument"}
     assert by_extra["monitoring"] >= {"pyyaml", "grafana-foundation-sdk"}
     everything = set().union(*(v for k, v in by_extra.items() if k != "all"))
     # [all] is either the self-reference django-celery-ops[...] or every extra's packages
