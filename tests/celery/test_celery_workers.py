@@ -1,4 +1,4 @@
-"""WorkerTracker: up from heartbeats, down on offline or silence, silence judged only while listening."""
+"""WorkerTracker: up from heartbeats, gone on goodbye, down on silence (judged only while listening)."""
 from django_celery_ops.celery_workers import WorkerTracker
 
 
@@ -31,11 +31,14 @@ def test_a_silent_worker_is_down_after_the_timeout_and_its_active_tasks_are_zero
     assert tracker.snapshot()["w1@a"].up
 
 
-def test_worker_offline_is_down_at_once():
-    tracker, _ = _tracker()
+def test_a_worker_that_says_goodbye_is_forgotten_at_once_and_comes_back_when_it_returns():
+    tracker, clock = _tracker()
     tracker.handlers()["worker-online"]({"hostname": "w1@a"})
     tracker.handlers()["worker-offline"]({"hostname": "w1@a"})
-    assert not tracker.snapshot()["w1@a"].up
+    assert tracker.snapshot() == {}
+    assert tracker.hosts() == {"a": clock.now}  # gone since now: its task series leave after the purge
+    tracker.handlers()["worker-heartbeat"]({"hostname": "w1@a", "active": 0})
+    assert tracker.snapshot()["w1@a"].up and tracker.hosts() == {"a": None}
 
 
 def test_a_broker_outage_does_not_mark_workers_down_and_the_timeout_restarts_on_reconnect():
@@ -53,10 +56,13 @@ def test_a_broker_outage_does_not_mark_workers_down_and_the_timeout_restarts_on_
 
 def test_down_workers_are_forgotten_after_the_purge_delay():
     tracker, clock = _tracker()
-    tracker.handlers()["worker-offline"]({"hostname": "w1@a"})
-    clock.now += 30
+    tracker.handlers()["worker-heartbeat"]({"hostname": "w1@a", "active": 0})
+    tracker.handlers()["worker-offline"]({"hostname": "w2@a"})
+    clock.now += 11
+    assert not tracker.snapshot()["w1@a"].up
+    clock.now += 19
     tracker.forget(60)
     assert "w1@a" in tracker.snapshot()
     clock.now += 31
     tracker.forget(60)
-    assert tracker.snapshot() == {}
+    assert tracker.snapshot() == {} and tracker.hosts() == {}

@@ -84,3 +84,46 @@ def test_the_fast_recorders_write_what_the_public_api_writes(values):
                       and not s.name.endswith("_created"))
     assert samples("h_a") == samples("h_b")
     assert samples("c_a") == samples("c_b")
+
+
+def test_the_slow_log_line_names_the_profile_the_profiling_middleware_wrote(settings, caplog, rf):
+    from django.http import HttpResponse
+
+    from django_celery_ops.middleware import RequestMiddleware
+
+    settings.DJANGO_CELERY_OPS = {"SLOW_REQUEST_SECONDS": 1e-9}
+
+    def view(request):
+        request.django_celery_ops_profile = "/var/profiles/p-1.html"
+        return HttpResponse("ok")
+
+    with caplog.at_level(logging.WARNING, logger="django_celery_ops.slow"):
+        RequestMiddleware(view)(rf.get("/ok/"))
+        RequestMiddleware(lambda request: HttpResponse("ok"))(rf.get("/ok/"))
+    profiled, plain = [r for r in caplog.records if r.name == "django_celery_ops.slow"]
+    assert profiled.getMessage().endswith(" profile=/var/profiles/p-1.html")
+    assert profiled.slow_request["profile"] == "/var/profiles/p-1.html"
+    assert "profile" not in plain.slow_request and "profile=" not in plain.getMessage()
+
+
+def test_an_async_chain_runs_process_view_in_the_event_loop_and_counts():
+    from asgiref.sync import async_to_sync, iscoroutinefunction
+    from django.core.handlers.asgi import ASGIHandler
+    from django.test import AsyncClient
+
+    from django_celery_ops.middleware import RequestMiddleware
+
+    handler = ASGIHandler()  # loads the middleware chain for the async mode
+    ours = [m for m in handler._view_middleware if isinstance(getattr(m, "__self__", None), RequestMiddleware)]
+    assert len(ours) == 1 and iscoroutinefunction(ours[0])  # not wrapped in sync_to_async (a thread hop)
+    view = {"view": "ok", "method": "GET"}
+    before = (_v("django_http_requests_total_by_view_transport_method_total", transport="http", **view),
+              _v("django_http_responses_total_by_status_view_method_total", status="200", **view))
+    response = async_to_sync(AsyncClient().get)("/ok/")
+    assert response.status_code == 200 and len(response["X-Request-ID"]) == 32
+    assert (_v("django_http_requests_total_by_view_transport_method_total", transport="http", **view),
+            _v("django_http_responses_total_by_status_view_method_total", status="200", **view)) == \
+        (before[0] + 1, before[1] + 1)
+    rendered = _v("django_http_responses_total_by_templatename_total", templatename="page.html")
+    assert async_to_sync(AsyncClient().get)("/page/").content == b"<p>1</p>"  # process_template_response, async
+    assert _v("django_http_responses_total_by_templatename_total", templatename="page.html") == rendered + 1

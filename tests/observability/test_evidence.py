@@ -54,6 +54,33 @@ def test_two_in_flight_use_flush_oldest_first(armed):
     assert record["in_flight"] == 1 and record["requests"][0]["path"] == "/b"
 
 
+def test_in_flight_lists_the_requests_being_served_oldest_first(armed):
+    import threading
+    import time
+
+    assert evidence.in_flight() == []
+    t0 = time.monotonic()
+    first = evidence.begin("<unnamed view>", "GET", "/a", "rid-a")
+    second = evidence.begin("<unnamed view>", "POST", "/b", "rid-b")
+    evidence.set_view(first, "a")
+    shown = evidence.in_flight()
+    assert [(r["view"], r["method"], r["path"], r["request_id"]) for r in shown] == \
+        [("a", "GET", "/a", "rid-a"), ("<unnamed view>", "POST", "/b", "rid-b")]
+    assert all(r["thread_id"] == threading.get_ident() and t0 <= r["started"] <= time.monotonic() for r in shown)
+    assert set(shown[0]) == {"thread_id", "started", "view", "method", "path", "request_id"}
+    # The master's record keeps its own keys: the wall-clock start, no thread id, no monotonic time.
+    assert set(json.loads(_raw(armed))["requests"][0]) == {"view", "method", "path", "request_id", "started"}
+    evidence.end(first)
+    assert [r["request_id"] for r in evidence.in_flight()] == ["rid-b"]
+    evidence.end(second)
+    assert evidence.in_flight() == []
+
+
+def test_in_flight_is_empty_without_a_record(monkeypatch):
+    monkeypatch.setattr(evidence, "_record", None)
+    assert evidence.in_flight() == []
+
+
 def test_idle_record_reads_as_no_request_and_no_exit(armed, tmp_path):
     token = evidence.begin("<unnamed view>", "GET", "/a", "rid-a")
     evidence.set_view(token, "a")

@@ -3,9 +3,11 @@
 Worker side: with each heartbeat (every 2 s) the worker's main process also sends a small
 `worker-ops` event with its pool size and the queues it consumes. Exporter side: a
 WorkerTracker fed by the `worker.#` events alone (the broker filters them by routing key, so
-the exporter's load does not grow with the task rate). A worker is down when it said so
-(worker-offline) or when no heartbeat came for `timeout` seconds: a SIGKILLed worker sends
-nothing, so silence is the only signal. Silence is judged only while the exporter's event
+the exporter's load does not grow with the task rate). A worker that says goodbye
+(worker-offline: a warm or cold shutdown) is forgotten at once: a redeploy or a temporary worker
+leaves no `up 0` series to page on. A worker is down when no heartbeat came for `timeout`
+seconds: a SIGKILLed or lost worker sends nothing, so silence is the only signal, and it stays
+down until forgotten after the purge delay. Silence is judged only while the exporter's event
 connection is up: a broker outage is not a fleet of dead workers.
 """
 from __future__ import annotations
@@ -62,6 +64,7 @@ class WorkerTracker:
         self.timeout, self._clock = timeout, clock
         self._lock = threading.Lock()
         self._workers: dict[str, WorkerState] = {}
+        self._departed: dict[str, float] = {}  # nodename -> when it said goodbye (for hosts())
         self._listening_since: float | None = None
 
     def handlers(self) -> dict:
@@ -73,7 +76,13 @@ class WorkerTracker:
         with self._lock:
             self._listening_since = self._clock() if yes else None
 
+    def listening_since(self) -> float | None:
+        """When the event connection came up, None while it is down."""
+        with self._lock:
+            return self._listening_since
+
     def _seen(self, event: dict) -> WorkerState:
+        self._departed.pop(event["hostname"], None)
         worker = self._workers.setdefault(event["hostname"], WorkerState())
         worker.up, worker.last_seen = True, self._clock()
         return worker
@@ -89,19 +98,35 @@ class WorkerTracker:
 
     def _on_offline(self, event: dict) -> None:
         with self._lock:
-            worker = self._workers.setdefault(event["hostname"], WorkerState())
-            worker.up, worker.active, worker.last_seen = False, 0, self._clock()
+            self._workers.pop(event["hostname"], None)
+            self._departed[event["hostname"]] = self._clock()
+
+    def _judge(self, now: float) -> None:
+        if self._listening_since is not None:
+            for worker in self._workers.values():
+                if worker.up and now - max(worker.last_seen, self._listening_since) > self.timeout:
+                    worker.up, worker.active = False, 0
 
     def snapshot(self) -> dict[str, WorkerState]:
         """Current state; marks down the workers silent for longer than the timeout."""
         with self._lock:
-            now = self._clock()
-            if self._listening_since is not None:
-                for worker in self._workers.values():
-                    if worker.up and now - max(worker.last_seen, self._listening_since) > self.timeout:
-                        worker.up, worker.active = False, 0
+            self._judge(self._clock())
             return {name: WorkerState(w.up, w.last_seen, w.active, w.concurrency, list(w.queues))
                     for name, w in self._workers.items()}
+
+    def hosts(self) -> dict[str, float | None]:
+        """Each known hostname label (host()): None while a node of it is up, else when one was last seen."""
+        with self._lock:
+            self._judge(self._clock())
+            seen: dict[str, list[float]] = {}
+            up: set[str] = set()
+            for nodename, when in self._departed.items():
+                seen.setdefault(host(nodename), []).append(when)
+            for nodename, worker in self._workers.items():
+                seen.setdefault(host(nodename), []).append(worker.last_seen)
+                if worker.up:
+                    up.add(host(nodename))
+            return {name: None if name in up else max(times) for name, times in seen.items()}
 
     def forget(self, after: float) -> None:
         """Drop workers down for longer than `after` seconds (0: never), as celery-exporter's purge."""
@@ -109,5 +134,8 @@ class WorkerTracker:
             return
         with self._lock:
             now = self._clock()
+            self._judge(now)
             for name in [n for n, w in self._workers.items() if not w.up and now - w.last_seen > after]:
                 del self._workers[name]
+            for name in [n for n, seen in self._departed.items() if now - seen > after]:
+                del self._departed[name]

@@ -25,6 +25,7 @@ from django.db.backends.signals import connection_created
 from prometheus_client import Counter, Histogram
 
 from . import conf
+from .slotvalue import inc_of, observe_of
 
 _state: dict = {"metrics": None, "connect": None}
 
@@ -68,19 +69,20 @@ class ExecuteMetrics:
     def __init__(self, alias: str, vendor: str):
         m = families()
         self.labels = (alias, vendor)
-        self.execute = m.execute.labels(alias, vendor)
-        self.execute_many = m.execute_many.labels(alias, vendor)
-        self.duration = m.duration.labels(alias, vendor)
+        # f(amount) recorders: the children's values written directly (slotvalue.inc_of, observe_of)
+        self.execute = inc_of(m.execute.labels(alias, vendor))
+        self.execute_many = inc_of(m.execute_many.labels(alias, vendor))
+        self.duration = observe_of(m.duration.labels(alias, vendor))
         self.errors = m.errors
 
     def __call__(self, execute, sql, params, many, context):
         if many:
             if not hasattr(params, "__len__"):
                 params = list(params)  # an iterator: count it, then hand the same rows on
-            self.execute.inc(len(params))
-            self.execute_many.inc(len(params))
+            self.execute(len(params))
+            self.execute_many(len(params))
         else:
-            self.execute.inc()
+            self.execute(1)
         started = time.perf_counter()
         try:
             return execute(sql, params, many, context)
@@ -88,7 +90,7 @@ class ExecuteMetrics:
             self.errors.labels(*self.labels, _error_type(exc)).inc()
             raise
         finally:
-            self.duration.observe(time.perf_counter() - started)
+            self.duration(time.perf_counter() - started)
 
 
 def _on_connection_created(sender=None, connection=None, **_) -> None:

@@ -20,16 +20,16 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from celery.events.receiver import EventReceiver
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from .env import env_float, env_int, env_list, env_str
-from . import celery_queues
+from . import cardinality, celery_queues, exposition
 from .celery_workers import WorkerTracker, host
-from .multiprocess import SlotCollector
+from .slotreader import SlotReader
 
 log = logging.getLogger("django_celery_ops.exporter")
 
@@ -41,6 +41,7 @@ class Config:
     poll_seconds: float = 5.0
     worker_timeout_seconds: float = 10.0
     worker_forget_seconds: float = 3600.0
+    max_task_names: int = cardinality.DEFAULT_MAX_TASK_NAMES  # 0: no cap
     extra_queues: list[str] = field(default_factory=list)
     metrics_dir: str | None = None
     cluster_metrics: str = "lease"  # lease | always | never
@@ -55,6 +56,7 @@ class Config:
             poll_seconds=env_float("EXPORTER_POLL_SECONDS", 5.0, minimum=0.1),
             worker_timeout_seconds=env_float("EXPORTER_WORKER_TIMEOUT_SECONDS", 10.0, minimum=1.0),
             worker_forget_seconds=env_float("EXPORTER_WORKER_FORGET_SECONDS", 3600.0, minimum=0),
+            max_task_names=env_int("EXPORTER_MAX_TASK_NAMES", cardinality.DEFAULT_MAX_TASK_NAMES, minimum=0),
             extra_queues=env_list("EXPORTER_QUEUES", []),
             # The workers' multiprocess folder; EXPORTER_METRICS_DIR keeps the exporter itself out of it.
             metrics_dir=env_str("EXPORTER_METRICS_DIR") or env_str("PROMETHEUS_MULTIPROC_DIR") or None,
@@ -110,11 +112,16 @@ class Exporter:
         if config.cluster_metrics == "lease" and config.lease_seconds < 2 * config.poll_seconds:
             log.warning("EXPORTER_LEASE_SECONDS=%s is under 2 x EXPORTER_POLL_SECONDS=%s: the lease it renews "
                         "every poll will lapse between polls", config.lease_seconds, config.poll_seconds)
-        self.registry = CollectorRegistry(auto_describe=False)
+        # Task names capped, the series of gone workers' hostnames forgotten (docs/scaling.md).
+        self.policy = cardinality.exporter_policy(self.workers, config.worker_forget_seconds, config.max_task_names)
+        # /metrics serves these in order: the workers' slot files (read incrementally; a dead process's
+        # live gauges leave), the policy's counters, this process's own gauges.
+        self.collectors: list = [self.policy, self]
         if config.metrics_dir:
             os.makedirs(config.metrics_dir, exist_ok=True)  # the exporter may start before any worker
-            SlotCollector(self.registry, path=config.metrics_dir)  # a dead process's live gauges leave
-        self.registry.register(self)
+            self.collectors.insert(0, SlotReader(config.metrics_dir, series_filter=self.policy))
+        self.registry = CollectorRegistry(auto_describe=False)  # the same as prometheus_client families (slow)
+        self.registry.register(exposition.Families(self.collectors))
 
     # --- broker polling ---------------------------------------------------------------------
     def poll_once(self, connection) -> None:
@@ -237,6 +244,8 @@ class Exporter:
     def start(self) -> ThreadingHTTPServer:
         server = ThreadingHTTPServer((self.config.host, self.config.port), _handler(self))
         server.daemon_threads = True
+        if isinstance(self.collectors[0], SlotReader):
+            self.collectors[0].warm()  # index the workers' files before the first scrape asks
         self._threads = [threading.Thread(target=target, name=name, daemon=True) for target, name in [
             (self._poll_loop, "broker-poll"), (self._event_loop, "worker-events"), (server.serve_forever, "http")]]
         for thread in self._threads:
@@ -254,26 +263,7 @@ class Exporter:
 
 
 def _handler(exporter: Exporter):
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                status, ctype, body = 200, CONTENT_TYPE_LATEST, generate_latest(exporter.registry)
-            elif path in ("/health", "/healthz"):
-                ok, reason = exporter.health()
-                status, ctype, body = (200 if ok else 503), "text/plain; charset=utf-8", reason.encode() + b"\n"
-            else:
-                status, ctype, body = 404, "text/plain; charset=utf-8", b"not found: try /metrics or /health\n"
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args):
-            pass
-
-    return Handler
+    return exposition.make_handler(lambda: exporter.collectors, health=exporter.health)
 
 
 def load_app(spec: str):

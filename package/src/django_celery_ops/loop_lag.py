@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
@@ -72,14 +73,20 @@ _monitor: dict = {"pid": None, "monitor": None}
 
 
 def ensure_started() -> LoopMonitor:
-    """Start the monitor once per process, in the running loop."""
-    import os
-
-    if _monitor["pid"] != os.getpid():
+    """Start the monitor once per process, in the running loop (called on every request: no system call)."""
+    monitor = _monitor["monitor"]
+    if monitor is None or _monitor["pid"] is None:
         monitor = LoopMonitor(conf.get("LOOP_LAG_INTERVAL_SECONDS"), conf.get("LOOP_LAG_LOG_SECONDS"))
         monitor.start()
         _monitor.update(pid=os.getpid(), monitor=monitor)
-    return _monitor["monitor"]
+    return monitor
+
+
+def _forked() -> None:
+    _monitor["pid"] = None  # the parent's monitor (its task and thread) did not come along
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def instrument(app):

@@ -15,39 +15,31 @@ import os
 import signal
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CollectorRegistry
 
-from . import multiprocess, tier
+from . import cardinality, exposition, multiprocess, slotreader, tier
 
 
-def make_registry(directory: str):
-    registry = multiprocess.collector_registry()
-    registry.register(tier.TierCollector(directory))
+def make_collectors(directory: str) -> list:
+    """What /metrics serves: the slot files (incremental reader, views capped), the cap's counters, the tier."""
+    policy = cardinality.web_policy()  # views and task names capped (docs/scaling.md)
+    return [slotreader.SlotReader(directory, series_filter=policy), policy, tier.TierCollector(directory)]
+
+
+def make_registry(directory: str) -> CollectorRegistry:
+    """The same as a prometheus_client registry (a slow path: the server itself streams make_collectors)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(exposition.Families(make_collectors(directory)))
     return registry
 
 
 def make_server(host: str, port: int, directory: str) -> ThreadingHTTPServer:
-    registry = make_registry(directory)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path.split("?", 1)[0] not in ("/metrics", "/"):
-                self.send_error(404)
-                return
-            body = generate_latest(registry)
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format, *args):
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
+    collectors = make_collectors(directory)
+    server = ThreadingHTTPServer((host, port), exposition.make_handler(lambda: collectors, ("/metrics", "/")))
     server.daemon_threads = True
+    collectors[0].warm()  # index the files already there before the first scrape asks
     return server
 
 
@@ -77,4 +69,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "make_registry", "make_server"]
+__all__ = ["main", "make_collectors", "make_registry", "make_server"]

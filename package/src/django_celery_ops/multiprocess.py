@@ -22,7 +22,9 @@ import threading
 from prometheus_client import CollectorRegistry, values
 from prometheus_client import multiprocess as _mp
 
-_lock = threading.RLock()  # install() holds it while MultiProcessValue calls _identifier()
+from .slotvalue import SlotValue
+
+_lock = threading.RLock()  # install() holds it while SlotValue calls _identifier()
 _state: dict = {"pid": None, "fd": None, "ident": None, "role": None, "installed": False}
 
 
@@ -91,7 +93,7 @@ def install(strict: bool = False) -> bool:
             return False
     with _lock:
         if not _state["installed"]:
-            values.ValueClass = values.MultiProcessValue(process_identifier=_identifier)
+            values.ValueClass = SlotValue(process_identifier=_identifier)
             _state["installed"] = True
     return True
 
@@ -104,12 +106,21 @@ def setup(role: str = "") -> str:
     """
     if not install(strict=True):
         return ""
-    with _lock:
-        if role and role != _state["role"]:
-            _state["role"] = role
-            if _state["pid"] == os.getpid():
-                os.close(_state["fd"])  # release the old slot; _identifier claims one under the role
-                _state["fd"], _state["pid"] = None, None
+    def release() -> None:
+        with _lock:
+            if role and role != _state["role"]:
+                _state["role"] = role
+                if _state["pid"] == os.getpid():
+                    os.close(_state["fd"])  # release the old slot; _identifier claims one under the role
+                    _state["fd"], _state["pid"] = None, None
+
+    moved = getattr(values.ValueClass, "moved", None)
+    if moved is not None and role and role != _state["role"]:
+        # Under the value class's lock: no value can bind to the old slot between its release and
+        # the values' move. Not under _lock: the value class takes _lock (in _identifier) under its own.
+        moved(release)
+    else:
+        release()
     return _identifier()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 try:
     import sentry_sdk
@@ -130,7 +131,8 @@ def _describe_request(scope, request) -> None:
     scope.set_tag("view", view_name(request))
     route = LEGACY_RESOLVER.resolve(request.path_info, getattr(request, "urlconf", None))
     scope.set_transaction_name(route or request.path_info, source=TransactionSource.URL)
-    started = getattr(request, "_obs_wall_started", None)
+    began = getattr(request, "_obs_started", None)  # RequestMiddleware's perf_counter() at the start
+    started = None if began is None else time.time() - (time.perf_counter() - began)
 
     def processor(event, hint):
         with capture_internal_exceptions():
