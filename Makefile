@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install up down status drill drills test test-fast test-matrix rules dashboards lint lock clean
+.PHONY: help install up down status dump-workers drill drills test test-fast test-matrix rules dashboards lint lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ down: ## stop the stack started by `make up` (from another terminal)
 
 status: ## show each process of the running stack
 	@scripts/status.sh
+
+dump-workers: ## py-spy dump of every gunicorn and Celery process of the running stack, into var/dumps/
+	@scripts/dump-workers.sh
 
 drill: install ## run one fault drill on a time-compressed stack: make drill NAME=slow-view
 	@test -n "$(NAME)" || { echo "usage: make drill NAME=<drill>; names: python -m ops.drills --help"; exit 2; }

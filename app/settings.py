@@ -62,6 +62,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Profiles on demand (docs/profiling.md): below AuthenticationMiddleware, where a staff session
+    # is known; it covers the view and the middlewares below. Off (no OBS_PROFILE_TOKEN): not in the chain.
+    "django_celery_ops.profiling.ProfilingMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -267,6 +270,16 @@ DJANGO_CELERY_OPS = {
     "LOOP_LAG_INTERVAL_SECONDS": env_float("OBS_LOOP_LAG_INTERVAL_SECONDS", 0.1, minimum=0.005),
     "LOOP_LAG_LOG_SECONDS": env_float("OBS_LOOP_LAG_LOG_SECONDS", 0.5, minimum=0.01),
     "TRUSTED_PROXIES": env_list("OBS_TRUSTED_PROXIES", []),
+    # Profiles on demand: a request with X-Profile-Token: $OBS_PROFILE_TOKEN (none set: never by header),
+    # or a staff session asking with ?_profile=1 when OBS_PROFILE_STAFF=1; files under var/profiles/.
+    "PROFILE_DIR": env_str("OBS_PROFILE_DIR", str(VAR_DIR / "profiles")),
+    "PROFILE_TOKEN": env_str("OBS_PROFILE_TOKEN", ""),
+    "PROFILE_STAFF": env_bool("OBS_PROFILE_STAFF", False),
+    "PROFILE_KEEP": env_int("OBS_PROFILE_KEEP", 50, minimum=1),
+    # Stacks of requests still running past the slow threshold, one file each under var/stacks/.
+    "SLOW_STACKS": env_bool("OBS_SLOW_STACKS", True),
+    "STACKS_DIR": env_str("OBS_STACKS_DIR", str(VAR_DIR / "stacks")),
+    "STACKS_KEEP": env_int("OBS_STACKS_KEEP", 200, minimum=1),
     "SENTRY": {
         "DSN": env_str("SENTRY_DSN", ""),
         "ENVIRONMENT": env_str("SENTRY_ENVIRONMENT", DJANGO_ENV),

@@ -183,3 +183,73 @@ def test_a_dsn_without_sentry_sdk_is_E007_and_init_refuses_it(settings, monkeypa
         sentry.init()
     settings.DJANGO_CELERY_OPS = {}
     assert "django_celery_ops.E007" not in _ids() and sentry.init() is False and not sentry.enabled()
+
+
+# --- profiling and slow stacks (E008, E009, W007, W008) ----------------------------------------------
+
+TOKEN = "a-profiling-token-of-at-least-32-characters"
+PROFILING_MW = checks.PROFILING_MIDDLEWARE
+AUTH_MW = "django.contrib.auth.middleware.AuthenticationMiddleware"
+SESSION_MW = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
+@pytest.fixture
+def profiling_on(settings, tmp_path):
+    settings.MIDDLEWARE = [MW, SESSION_MW, AUTH_MW, PROFILING_MW]
+    settings.DJANGO_CELERY_OPS = {"SLOW_REQUEST_SECONDS": 0.5, "PROFILE_DIR": str(tmp_path / "profiles"),
+                                  "PROFILE_TOKEN": TOKEN, "STACKS_DIR": str(tmp_path / "stacks")}
+    return settings
+
+
+def test_profiling_set_up_right_passes_the_checks(profiling_on):
+    assert _ids() == []  # the folders do not exist yet: the workers make them
+
+
+def test_a_profile_or_stack_folder_that_cannot_be_made_is_E008(profiling_on, tmp_path):
+    (tmp_path / "file").write_text("")
+    profiling_on.DJANGO_CELERY_OPS = {**profiling_on.DJANGO_CELERY_OPS, "PROFILE_DIR": str(tmp_path / "file"),
+                                      "STACKS_DIR": str(tmp_path / "file" / "stacks")}
+    errors = [m for m in run_checks() if m.id == "django_celery_ops.E008"]
+    assert [e.msg.split("]")[0] for e in errors] == ["DJANGO_CELERY_OPS['PROFILE_DIR'", "DJANGO_CELERY_OPS['STACKS_DIR'"]
+    assert "is not a directory" in errors[0].msg and "cannot be created" in errors[1].msg
+
+
+def test_an_unwritable_folder_is_E008_only_when_its_feature_is_on(profiling_on, tmp_path, monkeypatch):
+    import os
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(locked) else real(p, mode))
+    profiling_on.DJANGO_CELERY_OPS = {**profiling_on.DJANGO_CELERY_OPS, "PROFILE_DIR": str(locked)}
+    assert _ids() == ["django_celery_ops.E008"]
+    profiling_on.DJANGO_CELERY_OPS = {**profiling_on.DJANGO_CELERY_OPS, "PROFILE_TOKEN": ""}  # profiling off
+    assert _ids() == []
+    profiling_on.DJANGO_CELERY_OPS = {**profiling_on.DJANGO_CELERY_OPS, "STACKS_DIR": str(locked)}
+    assert _ids() == ["django_celery_ops.E008"]
+    profiling_on.DJANGO_CELERY_OPS = {**profiling_on.DJANGO_CELERY_OPS, "SLOW_STACKS": False}
+    assert _ids() == []
+
+
+def test_a_short_token_is_W007(profiling_on):
+    profiling_on.DJANGO_CELERY_OPS = {**profiling_on.DJANGO_CELERY_OPS, "PROFILE_TOKEN": "s3cret"}
+    [warning] = [m for m in run_checks() if m.id == "django_celery_ops.W007"]
+    assert "6 characters" in warning.msg and "s3cret" not in warning.msg  # the token itself is never shown
+
+
+def test_profiling_on_without_pyinstrument_is_E009(profiling_on, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyinstrument", None)  # import fails as if not installed
+    assert _ids() == ["django_celery_ops.E009"]
+
+
+def test_profiling_without_its_middleware_or_above_authentication_is_W008(profiling_on):
+    profiling_on.MIDDLEWARE = [MW, SESSION_MW, AUTH_MW]
+    [warning] = [m for m in run_checks() if m.id == "django_celery_ops.W008"]
+    assert "not in MIDDLEWARE" in warning.msg
+    profiling_on.MIDDLEWARE = [MW, PROFILING_MW, SESSION_MW, AUTH_MW]
+    assert _ids() == []  # token only: the session's user is not needed
+    profiling_on.DJANGO_CELERY_OPS = {**profiling_on.DJANGO_CELERY_OPS, "PROFILE_STAFF": True}
+    [warning] = [m for m in run_checks() if m.id == "django_celery_ops.W008"]
+    assert "below django.contrib.auth.middleware.AuthenticationMiddleware" in warning.msg

@@ -13,6 +13,10 @@ def test_every_setting_has_a_default(settings):
     assert conf.get("TRUSTED_PROXIES") == ()
     assert conf.get("DB_METRICS") is True
     assert set(conf.get("SENTRY")) == {"DSN", "ENVIRONMENT", "RELEASE", "TRACES_SAMPLE_RATE"}
+    # profiles: off (no folder, no token, no staff); slow stacks: on, in the log line only
+    assert (conf.get("PROFILE_DIR"), conf.get("PROFILE_TOKEN"), conf.get("PROFILE_STAFF")) == ("", "", False)
+    assert conf.get("PROFILE_KEEP") == 50
+    assert (conf.get("SLOW_STACKS"), conf.get("STACKS_DIR"), conf.get("STACKS_KEEP")) == (True, "", 200)
 
 
 def test_without_the_setting_at_all_the_defaults_apply(settings):
@@ -62,6 +66,13 @@ def test_sentry_defaults_come_from_the_environment_and_the_dict_wins(settings, m
     ("SENTRY", {"DSN": "x", "SAMPLE": 1}, "unknown key(s) SAMPLE"),
     ("SENTRY", {"TRACES_SAMPLE_RATE": 2}, "from 0 to 1"),
     ("DB_METRICS", "yes", "True or False"),
+    ("PROFILE_DIR", None, "must be a string"),
+    ("PROFILE_TOKEN", 12345, "must be a string"),
+    ("PROFILE_STAFF", 1, "True or False"),
+    ("PROFILE_KEEP", 0, "whole number above 0"),
+    ("SLOW_STACKS", "on", "True or False"),
+    ("STACKS_DIR", ["var"], "must be a string"),
+    ("STACKS_KEEP", 2.5, "whole number above 0"),
 ])
 def test_a_wrong_value_is_named_by_get_and_by_problems(settings, key, value, words):
     settings.DJANGO_CELERY_OPS = {key: value}

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]  # tests.library.settings is importable from here
 
 CORE = ["conf", "checks", "db", "apps", "middleware", "metrics", "loop_lag", "queue_time", "evidence", "logsafe",
-        "multiprocess", "tier", "listen", "env", "metrics_server"]
+        "multiprocess", "tier", "listen", "env", "metrics_server", "profiling", "slowstack", "slotreader", "exposition", "cardinality"]
 EXTRAS = {"sentry": "sentry_sdk", "gunicorn": "gunicorn", "gunicorn_conf": "gunicorn"}
 
 _CHILD = """

@@ -11,6 +11,9 @@ Public API (everything else is internal and may change):
   ``multiprocess.setup`` (a process's own metric slot), ``celery_queues.measure`` (queue lengths
   on a broker connection), ``loop_lag.instrument`` (an ASGI app with the event-loop lag monitor),
   ``middleware.count_refused`` / ``instrumentation_failed`` (for a project's own request guard)
+- profiling (extra ``profiling``): MIDDLEWARE "django_celery_ops.profiling.ProfilingMiddleware" (after
+  AuthenticationMiddleware; pyinstrument profiles on a secret token or a staff opt-in, docs/profiling.md)
+- slow-request stacks: ``slowstack.start()`` / ``stop()`` (the gunicorn hooks start it in every worker)
 
 Importing the package chooses the multiprocess metric storage (when PROMETHEUS_MULTIPROC_DIR is
 set) before any metric exists, so it must be imported before prometheus_client metrics are made.
@@ -35,6 +38,8 @@ PUBLIC = {
     "django_celery_ops.multiprocess": ("install", "setup", "directory", "collector_registry"),
     "django_celery_ops.celery_queues": ("measure",),
     "django_celery_ops.loop_lag": ("instrument",),
+    "django_celery_ops.profiling": ("ProfilingMiddleware",),
+    "django_celery_ops.slowstack": ("start", "stop"),
     "django_celery_ops.exporter": ("main",),
     "django_celery_ops.metrics_server": ("main",),
     "django_celery_ops.monitoring.cli": ("main",),

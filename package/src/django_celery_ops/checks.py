@@ -15,6 +15,10 @@
 | W004 | RequestMiddleware is not in MIDDLEWARE |
 | W005 | RequestMiddleware is not first in MIDDLEWARE |
 | W006 | django_prometheus is still in INSTALLED_APPS |
+| E008 | PROFILE_DIR (profiling on) or STACKS_DIR (slow stacks on) cannot be created or written |
+| E009 | profiling is on (PROFILE_DIR and a token or staff profiling) but pyinstrument (the [profiling] extra) is not installed |
+| W007 | PROFILE_TOKEN is shorter than 32 characters (guessable) |
+| W008 | profiling is configured but ProfilingMiddleware is not in MIDDLEWARE, or staff profiling is on and it sits above AuthenticationMiddleware |
 """
 from __future__ import annotations
 
@@ -171,5 +175,71 @@ def check_sentry_sdk(app_configs=None, **kwargs) -> list:
     return [checks.Error(sentry.MISSING_SDK, id=_id("E007"), hint="Install the extra, or unset the DSN.")]
 
 
-__all__ = ["check_sentry_sdk", "check_settings", "check_multiproc_dir", "check_multiproc_dir_set", "check_metrics_view",
+PROFILING_MIDDLEWARE = "django_celery_ops.profiling.ProfilingMiddleware"
+_AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+def _unwritable(path: str) -> str | None:
+    """Why path cannot be written (or made), or None."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            return "is not a directory"
+        return None if os.access(path, os.W_OK | os.X_OK) else "is not writable by this user"
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        return f"does not exist and cannot be created ({parent!r} is not writable)"
+    return None
+
+
+def _profiling_on() -> bool:
+    return bool(conf.get("PROFILE_DIR")) and bool(conf.get("PROFILE_TOKEN") or conf.get("PROFILE_STAFF"))
+
+
+@checks.register(checks.Tags.compatibility)
+def check_profiling(app_configs=None, **kwargs) -> list:
+    """E008/E009/W007/W008: profiles and slow stacks can be written; the token is not guessable."""
+    if conf.problems():
+        return []  # E001/E002 name the setting first
+    from . import profiling
+
+    found = []
+    folders = [("PROFILE_DIR", conf.get("PROFILE_DIR"))] if _profiling_on() else []
+    if conf.get("SLOW_STACKS") and conf.get("STACKS_DIR"):
+        folders.append(("STACKS_DIR", conf.get("STACKS_DIR")))
+    for key, path in folders:
+        why = _unwritable(path)
+        if why:
+            found.append(checks.Error(f"DJANGO_CELERY_OPS[{key!r}]={path!r} {why}", id=_id("E008"),
+                                      hint="Every worker writes its files there: create it, writable by this user."))
+    token = conf.get("PROFILE_TOKEN")
+    if token and len(token) < profiling.MIN_TOKEN_LENGTH:
+        found.append(checks.Warning(
+            f"DJANGO_CELERY_OPS['PROFILE_TOKEN'] is {len(token)} characters: anyone who guesses it makes the "
+            "server profile (and slow down) their requests", id=_id("W007"),
+            hint=f"Use at least {profiling.MIN_TOKEN_LENGTH} random characters, e.g. "
+                 "python -c 'import secrets; print(secrets.token_urlsafe(32))'."))
+    if not _profiling_on():
+        return found
+    try:
+        import pyinstrument  # noqa: F401
+    except ImportError:
+        found.append(checks.Error("profiling is on but pyinstrument is not installed: no profile would be written",
+                                  id=_id("E009"), hint="pip install 'django-celery-ops[profiling]'."))
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if PROFILING_MIDDLEWARE not in middleware:
+        found.append(checks.Warning(f"profiling is configured but {PROFILING_MIDDLEWARE} is not in MIDDLEWARE",
+                                    id=_id("W008"), hint="Add it below AuthenticationMiddleware."))
+    elif conf.get("PROFILE_STAFF") and (_AUTH_MIDDLEWARE not in middleware or
+                                        middleware.index(_AUTH_MIDDLEWARE) > middleware.index(PROFILING_MIDDLEWARE)):
+        found.append(checks.Warning(
+            f"PROFILE_STAFF is on but {PROFILING_MIDDLEWARE} is not below {_AUTH_MIDDLEWARE}: it cannot see the "
+            "session's user, so no staff request is profiled", id=_id("W008"),
+            hint="Move it below AuthenticationMiddleware."))
+    return found
+
+
+__all__ = ["check_profiling", "check_sentry_sdk", "check_settings", "check_multiproc_dir", "check_multiproc_dir_set", "check_metrics_view",
            "check_slow_bucket", "check_middleware", "check_db_engine"]

@@ -59,6 +59,17 @@ DEFAULTS: dict = {
     "SENTRY": None,
     # Database metrics (django_db_*) for every connection, of any backend.
     "DB_METRICS": True,
+    # Profiles on demand (ProfilingMiddleware, docs/profiling.md): the folder ("" = off), the secret of the
+    # X-Profile-Token header ("" = never by header), staff sessions asking with ?_profile=1, newest kept.
+    "PROFILE_DIR": "",
+    "PROFILE_TOKEN": "",
+    "PROFILE_STAFF": False,
+    "PROFILE_KEEP": 50,
+    # Stacks of requests still running past SLOW_REQUEST_SECONDS (slowstack.py): on/off, the folder
+    # ("" = in the log line only), newest kept.
+    "SLOW_STACKS": True,
+    "STACKS_DIR": "",
+    "STACKS_KEEP": 200,
 }
 _SENTRY_KEYS = ("DSN", "ENVIRONMENT", "RELEASE", "TRACES_SAMPLE_RATE")
 
@@ -115,9 +126,19 @@ def _bool(value) -> str | None:
     return None if isinstance(value, bool) else "must be True or False"
 
 
+def _str(value) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _count(value) -> str | None:
+    return None if isinstance(value, int) and not isinstance(value, bool) and value > 0 else "must be a whole number above 0"
+
+
 _VALIDATORS: dict[str, Callable] = {
     "SLOW_REQUEST_SECONDS": _positive, "LATENCY_BUCKETS": _buckets, "LOOP_LAG_INTERVAL_SECONDS": _positive,
     "LOOP_LAG_LOG_SECONDS": _positive, "TRUSTED_PROXIES": _proxies, "SENTRY": _sentry, "DB_METRICS": _bool,
+    "PROFILE_DIR": _str, "PROFILE_TOKEN": _str, "PROFILE_STAFF": _bool, "PROFILE_KEEP": _count,
+    "SLOW_STACKS": _bool, "STACKS_DIR": _str, "STACKS_KEEP": _count,
 }
 _cache: dict = {}
 

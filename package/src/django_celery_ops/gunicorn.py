@@ -104,14 +104,15 @@ def on_exit(server) -> None:
 
 
 def post_fork(server, worker) -> None:
-    """Worker, first thing after the fork: its own metric slot, then Sentry."""
+    """Worker, first thing after the fork: its own metric slot, then Sentry and the slow-request watchdog."""
     if _master["lock_fd"] is not None:
         os.close(_master["lock_fd"])  # our copy would keep the tier "running" after the master died
         _master["lock_fd"] = None
     multiprocess.setup("worker")
-    from . import sentry
+    from . import sentry, slowstack
 
     sentry.init()
+    slowstack.start()  # the stacks of slow requests while they still run (a thread of this worker)
 
 
 def post_worker_init(worker) -> None:
