@@ -48,7 +48,7 @@ loglevel = env_str("GUNICORN_LOG_LEVEL", "info")
 # %(M)s is the request time in milliseconds; the request id ties a line to app logs.
 access_log_format = env_str(
     "GUNICORN_ACCESS_LOG_FORMAT",
-    '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s" rid=%({x-request-id}i)s',
+    '%(h)s "%(r)s" %(s)s %(B)s %(M)sms "%(a)s" rid=%({x-request-id}i)s xff=%({x-real-ip}i)s',
 )
 # Trust X-Forwarded-* and SCRIPT_NAME only from the configured proxies (none by default: a client
 # on loopback sending SCRIPT_NAME made gunicorn answer 500). The app reads the same OBS_TRUSTED_PROXIES.

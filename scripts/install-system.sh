@@ -14,6 +14,9 @@ packages=(
   procps iproute2         # ps/pkill and ss (listen backlog) for runbooks and tests
   postgresql              # the library's database metrics on a real PostgreSQL (tests/library/test_db.py)
   util-linux              # runuser: the test server runs as the postgres user, never as root
+  nginx                   # the buffering proxy in front of both web tiers (ops/nginx/)
+  prometheus-nginx-exporter # nginx's stub_status as metrics (job nginx)
+  mtail                   # nginx's access log as metrics (job nginx-log, ops/nginx/nginx.mtail)
 )
 
 missing=()

@@ -27,6 +27,8 @@ JOB_PORTS = {  # Prometheus job -> the variable holding its port (docs/metrics.m
     "redis": "REDIS_EXPORTER_PORT",
     "prometheus": "PROMETHEUS_PORT",
     "alertmanager": "ALERTMANAGER_PORT",
+    "nginx": "NGINX_EXPORTER_PORT",
+    "nginx-log": "NGINX_LOG_EXPORTER_PORT",
 }
 
 
@@ -137,10 +139,16 @@ def render_supervisor(out: Path, env: dict) -> Path:
     return path
 
 
+def render_nginx(out: Path, env: dict) -> Path:
+    render = _module(ROOT / "ops/nginx/render.py", "nginx_render")  # the one nginx.conf source (ops/nginx/)
+    return render.write(env, out / "nginx.conf", env["OPS_VAR_DIR"])
+
+
 def main() -> int:
     env = dict(os.environ)
     var = Path(env["OPS_VAR_DIR"])
     print(render_supervisor(var / "ops", env))
+    print(render_nginx(var / "ops/nginx", env))
     print(render_prometheus(var / "ops/prometheus", env))
     print(render_alertmanager(var / "ops/alertmanager", env))
     return 0

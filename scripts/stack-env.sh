@@ -13,6 +13,15 @@
 : "${PROMETHEUS_PORT:=9090}"
 : "${ALERTMANAGER_PORT:=9093}"
 : "${INBOX_PORT:=9095}"
+# The proxy in front of both web tiers (ops/nginx/, docs/proxy.md); 8000/8001 stay gunicorn's.
+: "${NGINX_PORT:=8080}"               # -> the WSGI tier (WEB_PORT)
+: "${NGINX_ASGI_PORT:=8081}"          # -> the ASGI tier (ASGI_PORT)
+: "${NGINX_STATUS_PORT:=8082}"        # stub_status, always 127.0.0.1
+: "${NGINX_EXPORTER_PORT:=9113}"      # prometheus-nginx-exporter (job nginx)
+: "${NGINX_LOG_EXPORTER_PORT:=9114}"  # mtail over the access log (job nginx-log)
+# X-Forwarded-* count only from these peers (the app's guard and gunicorn's forwarded_allow_ips):
+# nginx on loopback. Direct clients on loopback are trusted too: the ports are loopback-only.
+: "${OBS_TRUSTED_PROXIES:=127.0.0.1}"
 : "${CELERY_CONCURRENCY:=2}"
 : "${CELERY_BROKER_URL:=redis://$OPS_HOST:$REDIS_PORT/0}"
 # The local stack is a production-like deploy on plain HTTP over loopback.
@@ -23,6 +32,7 @@
 : "${DJANGO_SECURE_HSTS_SECONDS:=0}"
 export OPS_VAR_DIR OPS_HOST WEB_PORT ASGI_PORT WEB_METRICS_PORT ASGI_METRICS_PORT FLOWER_PORT EXPORTER_PORT \
   REDIS_PORT REDIS_EXPORTER_PORT PROMETHEUS_PORT ALERTMANAGER_PORT INBOX_PORT CELERY_CONCURRENCY \
+  NGINX_PORT NGINX_ASGI_PORT NGINX_STATUS_PORT NGINX_EXPORTER_PORT NGINX_LOG_EXPORTER_PORT OBS_TRUSTED_PROXIES \
   CELERY_BROKER_URL DJANGO_ENV DJANGO_ALLOWED_HOSTS DJANGO_SECURE_SSL_REDIRECT DJANGO_SECURE_COOKIES \
   DJANGO_SECURE_HSTS_SECONDS
 # Web tiers' metrics: one prometheus_client multiprocess folder per tier (docs/web-observability.md).

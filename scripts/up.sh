@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/stack-env.sh
-mkdir -p "$OPS_VAR_DIR"/{run,log,redis,media}
+mkdir -p "$OPS_VAR_DIR"/{run,log,redis,media,nginx}
 source scripts/stack-secrets.sh  # secret key, Flower login, API token: made once, 0600
 pidfile="$OPS_VAR_DIR/run/supervisord.pid"
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
@@ -15,9 +15,11 @@ python manage.py migrate --noinput >"$OPS_VAR_DIR/log/migrate.log" 2>&1 || {
 python scripts/render_stack.py >/dev/null
 cat <<MSG
 up: starting the stack on $OPS_HOST (state, logs and pid files under $OPS_VAR_DIR)
-  web (WSGI)     http://$OPS_HOST:$WEB_PORT/healthz   metrics http://$OPS_HOST:$WEB_METRICS_PORT/metrics
-  web (ASGI)     http://$OPS_HOST:$ASGI_PORT/healthz   metrics http://$OPS_HOST:$ASGI_METRICS_PORT/metrics
-  jobs API       http://$OPS_HOST:$WEB_PORT/api/imports/  (POST a CSV as field 'file'; token: $OPS_VAR_DIR/api_token)
+  proxy (nginx)  http://$OPS_HOST:$NGINX_PORT/healthz -> WSGI   http://$OPS_HOST:$NGINX_ASGI_PORT/healthz -> ASGI
+                 stub_status http://127.0.0.1:$NGINX_STATUS_PORT/stub_status   metrics http://$OPS_HOST:$NGINX_EXPORTER_PORT/metrics (nginx), http://$OPS_HOST:$NGINX_LOG_EXPORTER_PORT/metrics (access log)
+  web (WSGI)     http://$OPS_HOST:$WEB_PORT/healthz   metrics http://$OPS_HOST:$WEB_METRICS_PORT/metrics   (direct, behind the proxy)
+  web (ASGI)     http://$OPS_HOST:$ASGI_PORT/healthz   metrics http://$OPS_HOST:$ASGI_METRICS_PORT/metrics   (direct, behind the proxy)
+  jobs API       http://$OPS_HOST:$NGINX_PORT/api/imports/  (POST a CSV as field 'file'; token: $OPS_VAR_DIR/api_token)
   Prometheus     http://$OPS_HOST:$PROMETHEUS_PORT/alerts
   Celery         exporter http://$OPS_HOST:$EXPORTER_PORT/metrics   Flower http://$OPS_HOST:$FLOWER_PORT (login: $OPS_VAR_DIR/flower_basic_auth)
   Alertmanager   http://$OPS_HOST:$ALERTMANAGER_PORT

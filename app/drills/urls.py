@@ -5,6 +5,7 @@ from app.drills import views
 app_name = "drills"
 urlpatterns = [
     path("slow-view/", views.slow_view, name="slow-view"),
+    path("request-headers/", views.request_headers, name="request-headers"),
     path("cpu-view/", views.cpu_view, name="cpu-view"),
     path("blocking-async/", views.blocking_async, name="blocking-async"),
     path("nonblocking-async/", views.nonblocking_async, name="nonblocking-async"),

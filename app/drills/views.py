@@ -42,6 +42,18 @@ def drill(view):
     return wrapper
 
 
+_SEEN_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_PROTO", "HTTP_X_REQUEST_ID",
+                 "HTTP_X_REQUEST_START")
+
+
+@drill
+def request_headers(request):
+    """What the app sees of a request behind the proxy: peer, forwarded headers that survived the guard, request id."""
+    seen = {key: request.META.get(key) for key in _SEEN_HEADERS}
+    return JsonResponse({"remote_addr": request.META.get("REMOTE_ADDR"), "scheme": request.scheme,
+                         "request_id": getattr(request, "request_id", None), **seen})
+
+
 @drill
 def slow_view(request):
     """time.sleep inside a sync view: the worker is gone for that long."""

@@ -19,7 +19,8 @@ from pathlib import Path
 from ops.drills.procs import HOST, ROOT, Proc, free_port, http, wait_for
 
 PORT_VARS = ("WEB_PORT", "ASGI_PORT", "WEB_METRICS_PORT", "ASGI_METRICS_PORT", "FLOWER_PORT", "EXPORTER_PORT",
-             "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT")
+             "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT",
+             "NGINX_PORT", "NGINX_ASGI_PORT", "NGINX_STATUS_PORT", "NGINX_EXPORTER_PORT", "NGINX_LOG_EXPORTER_PORT")
 
 # The drill stack: rules 20x faster, 1 s scrapes, notifications within seconds, small pools so a
 # few requests saturate them, and a short gunicorn timeout for the worker-timeout drill.
@@ -33,6 +34,8 @@ DRILL_ENV = {
     "GUNICORN_WORKERS": "2",
     "ASGI_WORKERS": "1",
     "GUNICORN_TIMEOUT": "6",
+    # nginx gives up after gunicorn, as in production (docs/proxy.md "Timeouts"): 6 s < 12 s.
+    "NGINX_PROXY_READ_TIMEOUT": "12",
     "DRILLS_TIMEOUT_SLEEP_SECONDS": "10",
     "CELERY_CONCURRENCY": "2",
     # The drills' own environment: relaxed like development, the only other one that accepts
@@ -119,7 +122,7 @@ class Stack:
                 raise DrillFailed(f"the stack exited; see {self.var_dir}/up.log and {self.var_dir}/log/")
             targets = self.prom("/api/v1/targets")["activeTargets"]
             down = [t["labels"]["job"] for t in targets if t["health"] != "up"]
-            return len(targets) >= 6 and not down
+            return len(targets) >= 8 and not down
         wait_until(ready, timeout, "every scrape target of the stack to be up")
 
     def stop(self) -> None:

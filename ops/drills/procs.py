@@ -37,7 +37,8 @@ HOST = "127.0.0.1"
 PROMETHEUS_DIR = ROOT / "ops" / "prometheus"
 ALERTMANAGER_DIR = ROOT / "ops" / "alertmanager"
 INBOX_SCRIPT = ROOT / "ops" / "inbox" / "inbox.py"
-PROMETHEUS_JOBS = ("django-wsgi", "django-asgi", "celery-exporter", "redis", "prometheus", "alertmanager")
+PROMETHEUS_JOBS = ("django-wsgi", "django-asgi", "celery-exporter", "redis", "prometheus", "alertmanager", "nginx",
+                   "nginx-log")
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERTMANAGER_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or "alertmanager"
 STARTUP_TIMEOUT_SECONDS = 30
@@ -288,6 +289,73 @@ def start_celery_worker(env: dict, var_dir: Path, name: str = "w1", queues: str 
     return proc
 
 
+# --- the proxy ------------------------------------------------------------------------------------
+
+NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"
+MTAIL_BIN = shutil.which("mtail") or "/usr/bin/mtail"
+NGINX_EXPORTER_BIN = shutil.which("prometheus-nginx-exporter") or "/usr/bin/prometheus-nginx-exporter"
+NGINX_DIR = ROOT / "ops" / "nginx"
+
+
+class Nginx(Proc):
+    """nginx from ops/nginx/ (render.py) in the foreground: url -> the WSGI tier, asgi_url, status_url."""
+
+    def __init__(self, var_dir: Path, settings: dict):
+        self.settings = settings
+        self.url = f"http://{HOST}:{settings['NGINX_PORT']}"
+        self.asgi_url = f"http://{HOST}:{settings['NGINX_ASGI_PORT']}"
+        self.status_url = f"http://127.0.0.1:{settings['NGINX_STATUS_PORT']}/stub_status"
+        self.access_log = Path(var_dir) / "log" / "nginx-access.log"
+        conf = load_module(NGINX_DIR / "render.py").write(settings, Path(var_dir) / "nginx.conf", var_dir)
+        super().__init__(f"nginx-{settings['NGINX_PORT']}",
+                         [NGINX_BIN, "-e", "stderr", "-p", str(Path(var_dir) / "nginx"), "-c", str(conf)],
+                         os.environ.copy(), var_dir)
+
+
+def start_nginx(var_dir, wsgi_url: str | None = None, asgi_url: str | None = None, **settings: str) -> Nginx:
+    """Start nginx in front of the given tiers (URLs like http://127.0.0.1:8000) on free ports.
+
+    settings are ops/nginx/render.py's variables (NGINX_PROXY_READ_TIMEOUT="3", ...); a tier not
+    given points at a closed port (502).
+    """
+    var_dir = Path(var_dir)
+    closed = f"{HOST}:{free_port()}"
+    values = {"OPS_HOST": HOST, "NGINX_PORT": str(free_port()), "NGINX_ASGI_PORT": str(free_port()),
+              "NGINX_STATUS_PORT": str(free_port()),
+              "NGINX_WSGI_UPSTREAM": wsgi_url.split("://", 1)[1] if wsgi_url else closed,
+              "NGINX_ASGI_UPSTREAM": asgi_url.split("://", 1)[1] if asgi_url else closed, **settings}
+    proc = Nginx(var_dir, values)
+
+    def up():
+        assert proc.alive(), f"nginx exited:\n{proc.log()[-3000:]}"
+        return http(proc.status_url, timeout=2)[0] == 200
+
+    _wait_or_stop(proc, up, 15, f"nginx on {proc.url}")
+    return proc
+
+
+def start_mtail(workdir, access_log, port=None) -> Service:
+    """Start mtail with ops/nginx/nginx.mtail over access_log (job nginx-log)."""
+    Path(access_log).parent.mkdir(parents=True, exist_ok=True)
+    Path(access_log).touch()
+    return start_service(
+        "mtail", workdir,
+        lambda p: [MTAIL_BIN, "--progs", str(NGINX_DIR / "nginx.mtail"), "--logs", str(access_log),
+                   "--address", HOST, "--port", str(p), "--emit_prog_label=false", "--logtostderr"],
+        "/metrics", port,
+    )
+
+
+def start_nginx_exporter(workdir, status_url: str, port=None) -> Service:
+    """Start prometheus-nginx-exporter reading nginx's stub_status (job nginx)."""
+    return start_service(
+        "nginx-exporter", workdir,
+        lambda p: [NGINX_EXPORTER_BIN, "-nginx.scrape-uri", status_url, "-nginx.retries", "10",
+                   "-nginx.retry-interval", "1s", "-web.listen-address", f"{HOST}:{p}"],
+        "/metrics", port,
+    )
+
+
 # --- the monitoring processes ------------------------------------------------------------------------
 
 def start_inbox(workdir, port=None) -> Service:
@@ -369,7 +437,7 @@ def start_prometheus(workdir, *, config_dir=PROMETHEUS_DIR, rules_dir=None, targ
         write_targets(confdir / "targets", jobs)
         return [PROMETHEUS_BIN, f"--config.file={confdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={workdir / 'data'}", f"--web.listen-address={HOST}:{p}",
-                "--web.enable-lifecycle",
+                "--web.enable-lifecycle", "--enable-feature=extra-scrape-metrics",  # scrape_timeout_seconds
                 *([f"--rules.alert.resend-delay={resend_delay}"] if resend_delay else []), *extra_args]
 
     return start_service("prometheus", workdir, command, "/-/ready", port)

@@ -12,7 +12,8 @@ from tests.support import stack
 pytestmark = pytest.mark.e2e
 
 PORT_VARS = ["WEB_PORT", "ASGI_PORT", "WEB_METRICS_PORT", "ASGI_METRICS_PORT", "FLOWER_PORT", "EXPORTER_PORT",
-             "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT"]
+             "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT",
+             "NGINX_PORT", "NGINX_ASGI_PORT", "NGINX_STATUS_PORT", "NGINX_EXPORTER_PORT", "NGINX_LOG_EXPORTER_PORT"]
 
 
 @pytest.fixture
@@ -48,10 +49,29 @@ def _start(stack_env, tmp_path):
     return proc, url, time.monotonic() - started
 
 
+def _check_proxy(env, tmp_path):
+    """The proxy URLs `make up` prints answer: both tiers through nginx, stub_status and both exporters."""
+    printed = (tmp_path / "make-up.log").read_text()
+    urls = {"wsgi": f"http://127.0.0.1:{env['NGINX_PORT']}/healthz",
+            "asgi": f"http://127.0.0.1:{env['NGINX_ASGI_PORT']}/healthz",
+            "stub_status": f"http://127.0.0.1:{env['NGINX_STATUS_PORT']}/stub_status",
+            "nginx": f"http://127.0.0.1:{env['NGINX_EXPORTER_PORT']}/metrics",
+            "nginx-log": f"http://127.0.0.1:{env['NGINX_LOG_EXPORTER_PORT']}/metrics"}
+    for name, proxy_url in urls.items():
+        assert proxy_url in printed, f"make up does not print the {name} URL {proxy_url}"
+        stack.wait_for(lambda u=proxy_url: requests.get(u, timeout=2).ok, 30, f"{name} at {proxy_url}")
+    answer = requests.get(urls["wsgi"], headers={"X-Request-Id": "make-up-proxy-check"}, timeout=5)
+    assert answer.json()["status"] == "ok" and answer.headers["X-Request-Id"] == "make-up-proxy-check"
+    assert "nginx_up 1" in requests.get(urls["nginx"], timeout=5).text
+    stack.wait_for(lambda: 'nginx_http_responses_total{status="200",upstream="wsgi"}'
+                   in requests.get(urls["nginx-log"], timeout=2).text, 15, "the access-log metrics")
+
+
 def test_make_up_serves_within_a_minute_and_make_down_leaves_nothing(stack_env, tmp_path):
     proc, url, _elapsed = _start(stack_env, tmp_path)
     try:
         assert requests.get(f"{url}/readyz", timeout=5).json()["status"] == "ok"
+        _check_proxy(stack_env, tmp_path)
         var_dir = stack_env["OPS_VAR_DIR"]
         assert len(_stack_pids(var_dir)) >= 4
         subprocess.run(["make", "down"], cwd=stack.ROOT, env=stack_env, check=True, capture_output=True, timeout=90)

@@ -8,7 +8,13 @@ from .provisioning import ALERTMANAGER_UID, PROMETHEUS_NAME
 NAME = "service-overview"
 BURN_WINDOWS = ("1h", "6h", "1d", "3d")  # the long window of each multiwindow pair
 # Components whose targets the "Scrape targets up" panel lists, in this order.
-UP_COMPONENTS = ("django", "gunicorn", "celery", "jobs", "redis", "prometheus", "alertmanager")
+UP_COMPONENTS = ("django", "gunicorn", "celery", "jobs", "redis", "nginx", "nginx_log", "prometheus", "alertmanager")
+# Selectors that belong to a component of another name (the proxy's access-log job is nginx's).
+_COMPONENT_OF_SELECTOR = {"nginx_log": "nginx"}
+PROXY_PANELS = (14, 15, 16)  # the alert panels of the proxy row (built when the config has nginx)
+UPSTREAM_RESPONSE = "nginx_upstream_response_seconds_bucket"
+EDGE_REQUEST = "nginx_request_seconds_bucket"
+QUEUE = "django_http_request_queue_seconds_bucket"
 
 
 def _burn_steps(ctx):
@@ -38,15 +44,17 @@ def _burn_panel(ctx, id_, panel, slo, target, sli):
 def _up(ctx):
     """`up` of every configured component's targets: one selector per distinct component selector."""
     selectors = dict.fromkeys(ctx.sel(name) for name in UP_COMPONENTS
-                              if name in ctx.selectors and (ctx.has(name) or name in ("prometheus", "alertmanager")))
+                              if name in ctx.selectors and (ctx.has(_COMPONENT_OF_SELECTOR.get(name, name))
+                                                            or name in ("prometheus", "alertmanager")))
     return " or ".join(f"up{{{sel}}}" for sel in selectors)
 
 
 def build(ctx):
     """Return the dashboard builder."""
     c = ctx.panels[NAME]
-    jobs = "jobs" in ctx.components
-    alerts = [name for id_, panel in c.items() for name in panel["alerts"] if jobs or id_ not in (12, 13)]
+    jobs, proxy = "jobs" in ctx.components, "nginx" in ctx.components
+    alerts = [name for id_, panel in c.items() for name in panel["alerts"]
+              if (jobs or id_ not in (12, 13)) and (proxy or id_ not in PROXY_PANELS)]
     latency_s = ctx.slo("latency_seconds")
     board = ctx.dashboard(
         NAME, "Service overview",
@@ -144,6 +152,8 @@ def build(ctx):
             "suffix: notifications/s", alerts=c[6]["alerts"], width=8,
         ))
     )
+    if proxy:
+        board = _proxy_row(ctx, c, board)
     if not jobs:
         return board
     return (
@@ -171,5 +181,95 @@ def build(ctx):
                 (f"max {ctx.by('jobs', 'state')} (jobs_deadline_seconds{{{ctx.sel('jobs')}}})", "deadline {{state}}"),
             ]),
             "s", alerts=c[13]["alerts"],
+        ))
+    )
+
+
+def _proxy_row(ctx, c, board):
+    """Add the proxy row: what nginx answered, how fast the upstreams were, how long requests queued."""
+    log, exporter, web = ctx.sel("nginx_log"), ctx.sel("nginx"), ctx.sel("django")
+    queue_s = ctx.th("request_queue_seconds")
+    return (
+        board
+        .with_row(row("Proxy (nginx): what users get at the edge", 104))
+        .with_panel(timeseries_panel(
+            ctx, 14, c[14]["title"],
+            "Share of the requests nginx proxied to each tier (upstream) that it answered 502 (cannot "
+            "connect: the tier is down), 503 or 504 (the upstream outlived proxy_read_timeout). Pages at "
+            f"{ctx.th('upstream_error_ratio'):.0%} held for {ctx.held('NginxUpstreamErrors')}, when the tier "
+            f"has more than {ctx.th('upstream_min_requests_per_second'):g} requests per second.",
+            [q(f"upstream:nginx_http_upstream_errors:ratio_rate5m{{{ctx.rec('nginx_log')}}}", "{{upstream}} {{job}}")],
+            "percentunit", thresholds=alert_at(ctx.th("upstream_error_ratio")), alerts=c[14]["alerts"], width=8,
+            max_=1,
+        ))
+        .with_panel(timeseries_panel(
+            ctx, 16, c[16]["title"],
+            f"Share of each tier's requests that waited longer than {queue_s:g} s between nginx "
+            "(X-Request-Start) and a worker starting them: the listen backlog of a sync tier, the event "
+            f"loop of an async one. The ticket fires above {ctx.th('request_queue_slow_ratio'):.0%} held "
+            f"for {ctx.held('RequestQueueTimeHigh')}.",
+            [q(f"job:django_http_request_queue_slow:ratio_rate5m{{{ctx.rec('django')}}}", "{{job}}")],
+            "percentunit", thresholds=alert_at(ctx.th("request_queue_slow_ratio")), alerts=c[16]["alerts"],
+            width=8, max_=1,
+        ))
+        .with_panel(stat_panel(
+            ctx, 15, c[15]["title"],
+            "The nginx exporter's verdict on stub_status: DOWN pages (NginxDown) after "
+            f"{ctx.held('NginxDown', 'critical')}. No value at all means the exporter itself is not "
+            "scraped (Scrape targets up, PrometheusTargetDown): nginx may still be serving.",
+            [q(f"max {ctx.by('nginx', 'instance')} (nginx_up{{{exporter}}})", "{{job}} {{instance}}")],
+            "none", thresholds=steps("red", (1, "green")), alerts=c[15]["alerts"], width=8, height=8,
+            mappings=up_down_mappings(),
+        ))
+        .with_panel(timeseries_panel(
+            ctx, 17, "Proxy responses by status class and upstream",
+            "Responses per second nginx sent, by status class and the tier that answered; upstream "
+            "\"none\" is nginx answering itself (413 too large, 408 a client too slow to send).",
+            [q(f"upstream_status_class:nginx_http_responses:rate5m{{{ctx.rec('nginx_log')}}}",
+               "{{status_class}} {{upstream}}")],
+            "reqps", width=8, stack=True,
+        ))
+        .with_panel(timeseries_panel(
+            ctx, 18, "Upstream response time p50/p95",
+            "How long each tier took to answer nginx (p50, p95 of $upstream_response_time), against the "
+            "whole request at the edge (p95 of $request_time, which adds the client's own sending and "
+            "receiving): a wide gap is slow clients, which the buffering proxy absorbs.",
+            refs([
+                *((f"histogram_quantile({quantile}, sum {ctx.by('nginx_log', 'upstream', 'le')} "
+                   f"(rate({UPSTREAM_RESPONSE}{{{log}}}[$__rate_interval])))",
+                   f"upstream p{round(quantile * 100)} {{{{upstream}}}}") for quantile in (0.5, 0.95)),
+                (f"histogram_quantile(0.95, sum {ctx.by('nginx_log', 'upstream', 'le')} "
+                 f"(rate({EDGE_REQUEST}{{{log}}}[$__rate_interval])))", "edge p95 {{upstream}}"),
+            ]),
+            "s", width=8,
+        ))
+        .with_panel(timeseries_panel(
+            ctx, 19, "Client-closed requests (499)",
+            "Share of each tier's proxied requests whose client hung up before nginx answered (nginx's "
+            "499). It follows slow answers (the panels above, DjangoSlowRequests); a rise alone is a "
+            "client's own timeout or a client release.",
+            [q(f"upstream:nginx_http_client_closed:ratio_rate5m{{{ctx.rec('nginx_log')}}}", "{{upstream}} {{job}}")],
+            "percentunit", width=8, max_=1,
+        ))
+        .with_panel(timeseries_panel(
+            ctx, 21, "Queue time p50/p95",
+            "How long requests waited between nginx and a worker (django_http_request_queue_seconds, from "
+            f"X-Request-Start); the line is request_queue_seconds ({queue_s:g} s).",
+            refs([
+                (f"histogram_quantile({quantile}, sum {ctx.by('django', 'le')} (rate({QUEUE}{{{web}}}[$__rate_interval])))",
+                 f"p{round(quantile * 100)} {{{{job}}}}")
+                for quantile in (0.5, 0.95)
+            ]),
+            "s", thresholds=alert_at(queue_s), width=12,
+        ))
+        .with_panel(timeseries_panel(
+            ctx, 20, "Proxy connections",
+            "Client connections nginx holds (stub_status): reading a request, writing a response, idle "
+            "keepalive (waiting). Slow clients show as reading/writing here while the workers stay free.",
+            refs([
+                (f"sum {ctx.by('nginx')} (nginx_connections_{state}{{{exporter}}})", f"{state} {{{{job}}}}")
+                for state in ("active", "reading", "writing", "waiting")
+            ]),
+            "short", width=12,
         ))
     )

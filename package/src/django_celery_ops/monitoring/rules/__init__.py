@@ -1,6 +1,6 @@
 """The rule modules, one per component, each with rules(cfg) -> list of rule groups."""
 
-from . import celery, django, gunicorn, jobs, meta, redis
+from . import celery, django, gunicorn, jobs, meta, nginx, redis
 
 __all__ = ["REGISTRY", "build"]
 
@@ -11,6 +11,7 @@ REGISTRY = {
     "celery": celery.rules,
     "jobs": jobs.rules,
     "redis": redis.rules,
+    "nginx": nginx.rules,
     "meta": meta.rules,
 }
 
