@@ -1,6 +1,15 @@
-"""Liveness and readiness probes.
+"""Liveness and readiness probes, and which to use where (docs/oncall.md, "Probes").
 
-/readyz answers anyone (load balancers, kubelets): it names the failing dependency, never the
+/healthz (liveness): 200 while the process can serve; touches no dependency. For whatever
+    restarts a process (Docker HEALTHCHECK, a kubelet livenessProbe, supervisord checks): a
+    dependency outage must never restart healthy web workers.
+/readyz (readiness): 503 only when this instance cannot do its work, i.e. the database does not
+    answer (every request needs it, uploads are stored there first). A broker outage is reported
+    (`"degraded": ["broker"]`) but keeps 200: uploads are still accepted into the outbox and
+    the sweeper publishes them later, so a load balancer or readinessProbe must keep routing to
+    the web tier. The broker's outage pages through RedisDown, not through the probe.
+
+Both answer anyone (load balancers, kubelets): they name the failing dependency, never the
 exception, whose text can carry host names, ports or credentials of a URL. The detail goes to
 the server's log.
 """
@@ -31,18 +40,23 @@ def _check_broker() -> None:
         conn.ensure_connection(max_retries=0, timeout=2)
 
 
+# (name, check, required): a required dependency down makes the instance unready (503); an
+# optional one only degrades it (200, named under "degraded").
+CHECKS = (("database", _check_database, True), ("broker", _check_broker, False))
+
+
 @never_cache
 def readyz(request):
-    """Answer 200 when the database and the broker are reachable, else 503 naming the failure."""
-    checks, failing = {}, []
-    for name, check in (("database", _check_database), ("broker", _check_broker)):
+    """Answer 503 when the database is unreachable, else 200 ("degraded" naming a broker outage)."""
+    checks, failing, degraded = {}, [], []
+    for name, check, required in CHECKS:
         try:
             check()
             checks[name] = "ok"
-        except Exception as exc:  # any failure means not ready; the log says why, the answer only which
+        except Exception as exc:  # any failure counts; the log says why, the answer only which
             log.warning("readyz: %s unavailable: %s: %s", name, type(exc).__name__, exc)
             checks[name] = "unavailable"
-            failing.append(name)
-    status = 503 if failing else 200
-    return JsonResponse({"status": "unavailable" if failing else "ok", "failing": failing, "checks": checks},
-                        status=status)
+            (failing if required else degraded).append(name)
+    status = "unavailable" if failing else "degraded" if degraded else "ok"
+    return JsonResponse({"status": status, "failing": failing, "degraded": degraded, "checks": checks},
+                        status=503 if failing else 200)

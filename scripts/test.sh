@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-.venv/bin/python -m pytest
+.venv/bin/python -m pytest --durations=40  # the slowest tests, to keep the suite inside its time budget
 .venv/bin/python -m pytest -c tests/library/pytest.ini tests/library
 exec .venv/bin/nox -f noxfile.py

@@ -466,6 +466,58 @@ def job_fail(job_id, reason: str, discard_input: bool = False) -> bool:
     return True
 
 
+def job_rerun(job_id, reason: str = "re-run by an operator") -> bool:
+    """Put a failed job back into the outbox as a fresh attempt; return True if this call did.
+
+    Only failed jobs: a succeeded one has its result, a running or queued one is on its way.
+    An import whose upload was rejected and removed cannot run again (the client must upload
+    again); it raises JobInputInvalid. The job keeps its id, owner, history and attempt count;
+    the sweeper or the publish on commit sends it (one publish, the outbox's compare-and-set).
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.state != State.FAILED:
+            return False
+        if job.kind == Job.Kind.IMPORT and not job.input_file.name:
+            raise JobInputInvalid(f"job {job.pk}: its upload was rejected and removed; it cannot run again")
+        now = timezone.now()
+        job.state, job.error, job.progress = State.QUEUED, "", 0
+        job.task_id, job.retry_at, job.started_at, job.finished_at = "", None, None, None
+        job.enqueued_at, job.accepted_at, job.state_changed_at = None, now, now
+        _event(job, State.QUEUED, rerun=reason[:200])
+        job.save()
+        pk = job.pk
+        transaction.on_commit(lambda: job_enqueue(pk))
+    log.info("job %s re-run: %s", job_id, reason)
+    return True
+
+
+def jobs_rerun_failed(job_ids=(), *, failed_since=None, error_contains: str = "",
+                      reason: str = "re-run by an operator") -> tuple[list, list]:
+    """Re-run the given failed jobs, or every job failed since `failed_since` whose error contains
+    `error_contains`; return (re-run ids, [(id, why not)] skipped)."""
+    job_ids = [uuid.UUID(str(pk)) for pk in job_ids]  # ValueError on a malformed id
+    jobs = Job.objects.filter(state=State.FAILED)
+    if job_ids:
+        jobs = jobs.filter(pk__in=list(job_ids))
+    if failed_since is not None:
+        jobs = jobs.filter(finished_at__gte=failed_since)
+    if error_contains:
+        jobs = jobs.filter(error__contains=error_contains)
+    done, skipped = [], []
+    for pk in jobs.order_by("finished_at").values_list("pk", flat=True)[:_BATCH]:
+        try:
+            if job_rerun(pk, reason):
+                done.append(pk)
+            else:
+                skipped.append((pk, "no longer failed"))
+        except JobInputInvalid as exc:
+            skipped.append((pk, str(exc)))
+    seen = set(done) | {pk for pk, _ in skipped}
+    skipped += [(pk, "unknown or not failed") for pk in job_ids if pk not in seen]
+    return done, skipped
+
+
 # --- reports ---------------------------------------------------------------------------------
 
 def build_jobs_report() -> tuple[dict, bytes]:

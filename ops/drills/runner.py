@@ -2,16 +2,85 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 from pathlib import Path
 
 from ops.drills.harness import DrillFailed, Result, Stack, wait_until
-from ops.drills.procs import http
+from ops.drills.procs import ROOT, http
 from ops.drills.scenarios import Drill
 
 QUIET_TIMEOUT = 240.0
 NOTIFY_TIMEOUT = 60.0
+RUNBOOKS_DIR = ROOT / "runbooks"
+
+# --- runbook diagnosis on the real fault ----------------------------------------------------------
+# When a drill's expected alert fires, its runbook's Diagnosis queries run on the live stack with
+# the placeholders filled from the alert's own labels (as on-call pastes them). Each must be
+# accepted and return data, and one of them must name the injected cause: a series carrying these
+# labels (values are regexes). Drills not listed here are not diagnosed (yet).
+CAUSES: dict[str, dict[str, dict[str, str]]] = {
+    "slow-view": {"DjangoSlowRequests": {"view": "drills:slow-view"}},
+    "task-backlog": {"CeleryQueueBacklog": {"queue_name": "default"}},
+    "task-failures": {"CeleryTaskFailureRateHigh": {"name": "drills.fail", "exception": ".+"}},
+    "server-errors": {"DjangoHighServerErrorRate": {"view": "drills:error", "status": "500"}},
+    "worker-timeout": {"GunicornWorkerTimeouts": {"job": "django-wsgi"}},
+    "slow-clients-direct": {"GunicornWorkerTimeouts": {"job": "django-wsgi"}},
+    "worker-down": {"CeleryWorkerDown": {"hostname": ".+"}},
+    "broker-down": {"RedisDown": {"job": "redis|celery-exporter"}},
+    "redis-exporter-down": {"RedisExporterDown": {"job": "redis", "instance": ".+"}},
+}
+# Diagnosis queries that may return nothing during that alert's drill, each with why (matched by a
+# substring of the query).
+EMPTY_OK: dict[str, dict[str, str]] = {
+    "DjangoSlowRequests": {"django_db_query_duration_seconds_bucket": "the drill's slow view runs no query",
+                           "django_db_execute_total": "the drill's slow view runs no query"},
+    "DjangoHighServerErrorRate": {"django_migrations_unapplied_total": "a gauge absent while nothing is unapplied"},
+    "CeleryQueueBacklog": {"celery_task_runtime_bucket": "no task finished yet in a young backlog"},
+}
+_PROMQL = re.compile(r"^[ \t]*```promql[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL)
+_PLACEHOLDER = re.compile(r"\$([A-Z][A-Z_]*)\b")
+_LABEL_OF = {"VIEW": "view", "QUEUE": "queue_name", "JOB": "job", "INSTANCE": "instance", "TASK": "name",
+             "HOSTNAME": "hostname"}
+
+
+def diagnosis_queries(alert: str, labels: dict[str, str]) -> list[str]:
+    """The ```promql blocks of the alert's runbook Diagnosis, placeholders filled from its labels (else .+)."""
+    text = (RUNBOOKS_DIR / f"{alert}.md").read_text()
+    diagnosis = text.split("## Diagnosis", 1)[1].split("\n## ", 1)[0]
+
+    def fill(m):
+        label = _LABEL_OF.get(m[1])
+        return labels[label] if label in labels else ".+"  # pasted as it is, like on-call does
+    return [_PLACEHOLDER.sub(fill, block.strip()) for block in _PROMQL.findall(diagnosis)]
+
+
+def diagnose(stack: Stack, alert: str, labels: dict[str, str], cause: dict[str, str]) -> dict:
+    """Run the alert's diagnosis queries now; return {"queries": [(query, series or error)], "problems": [...]}."""
+    found, problems, queries = False, [], []
+    for query in diagnosis_queries(alert, labels):
+        try:
+            series = stack.query(query)
+        except Exception as exc:  # a rejected query is a broken runbook
+            queries.append((query, f"error: {exc}"))
+            problems.append(f"rejected: {query}")
+            continue
+        queries.append((query, len(series)))
+        if not series and not any(k in query for k in EMPTY_OK.get(alert, {})):
+            problems.append(f"empty: {query}")
+        if any(all(re.fullmatch(v, s["metric"].get(k, "")) for k, v in cause.items()) for s in series):
+            found = True
+    if not found:
+        problems.append(f"no diagnosis query names the cause {cause}")
+    return {"labels": labels, "queries": queries, "problems": problems}
+
+
+def _firing_labels(stack: Stack, alert: str) -> dict[str, str] | None:
+    for a in stack.prom("/api/v1/alerts")["alerts"]:
+        if a["labels"]["alertname"] == alert and a["state"] == "firing":
+            return a["labels"]
+    return None
 
 
 def wait_quiet(stack: Stack, timeout: float = QUIET_TIMEOUT, names: set[str] | None = None) -> None:
@@ -51,6 +120,8 @@ def run_drill(stack: Stack, drill: Drill) -> Result:
     drill still resolving (a burned SLO budget takes a while) are carried over, not counted.
     """
     result = Result(drill.name, list(drill.expected))
+    result.diagnosis = {}  # alert -> diagnose() of its runbook queries while it fired (CAUSES)
+    causes = CAUSES.get(drill.name, {})
     wait_quiet(stack, names=set(drill.expected))
     carried = stack.alerts("firing") | stack.alerts("pending")
     before = len(stack.notifications())
@@ -66,6 +137,8 @@ def run_drill(stack: Stack, drill: Drill) -> Result:
             result.seen |= firing
             for name in firing:
                 result.fired.setdefault(name, now - t0)
+                if name in causes and name not in result.diagnosis and (labels := _firing_labels(stack, name)):
+                    result.diagnosis[name] = diagnose(stack, name, labels, causes[name])
             for name in _notified_alerts(stack, before):
                 result.notified.setdefault(name, time.time() - t0)
             if drill.expected and set(drill.expected) <= set(result.fired):
@@ -166,7 +239,7 @@ def _plot(result: Result, path: Path) -> None:
 
 def write_report(results: list[Result], out: Path, note: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    summaries = [r.summary() for r in results]
+    summaries = [{**r.summary(), "diagnosis": getattr(r, "diagnosis", {})} for r in results]
     (out / "report.json").write_text(json.dumps(summaries, indent=2))
     lines = [f"# Drill report {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "", note, "",
              "| drill | ok | expected alerts | time to fire (s) | time to notify (s) | resolved after (s) | "
@@ -180,6 +253,13 @@ def write_report(results: list[Result], out: Path, note: str = "") -> Path:
                      f"{notify} | {resolved} | {', '.join(sorted(r.unexpected)) or 'none'} |")
         if r.window and (r.series or r.expected):
             _plot(r, out / f"{r.name}.png")
+    diagnosed = [(r.name, alert, d) for r in results for alert, d in getattr(r, "diagnosis", {}).items()]
+    if diagnosed:
+        lines += ["", "Runbook diagnosis on the live fault (the alert's Diagnosis queries, placeholders from its labels):",
+                  "", "| drill | alert | queries with data | problems |", "|---|---|---|---|"]
+        for name, alert, d in diagnosed:
+            with_data = sum(1 for _q, n in d["queries"] if isinstance(n, int) and n)
+            lines.append(f"| {name} | {alert} | {with_data}/{len(d['queries'])} | {'; '.join(d['problems']) or 'none'} |")
     failures = [r for r in results if not r.ok]
     lines += ["", f"{len(results) - len(failures)} passed, {len(failures)} failed"]
     lines += [f"- {r.name}: {r.error}" for r in failures]

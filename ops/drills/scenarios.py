@@ -7,13 +7,16 @@ drill is a false alert and fails it.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ops.drills.harness import DrillFailed, Load, Stack, wait_until
-from ops.drills.procs import http
+from ops.drills.procs import ROOT, http
 
 Remove = Callable[[], None]
 
@@ -83,6 +86,235 @@ def _kill_worker(stack: Stack) -> Remove:
 def _stop_redis(stack: Stack) -> Remove:
     stack.supervisorctl("stop", "redis")
     return lambda: (stack.supervisorctl("start", "redis"), None)[1]
+
+
+class _RedisExporterDown:
+    """Stop only the Redis exporter: RedisExporterDown must fire, RedisDown must not (Redis is fine).
+
+    Its PrometheusTargetDown is held back by the inhibition, and nothing else may be: remove()
+    records what Alertmanager inhibits while the exporter is still down, check() names anything
+    but that PrometheusTargetDown (runbooks/RedisExporterDown.md).
+    """
+
+    def __init__(self):
+        self.inhibited: list[dict] = []
+
+    def inject(self, stack: Stack) -> Remove:
+        self.inhibited = []
+        stack.supervisorctl("stop", "redis-exporter")
+
+        def inhibited():
+            status, body = http(stack.url("ALERTMANAGER_PORT") + "/api/v2/alerts?inhibited=true")
+            alerts = json.loads(body) if status == 200 else []
+            sources = {a["fingerprint"] for a in alerts if a["labels"].get("alertname") == "RedisExporterDown"}
+            # what RedisExporterDown holds back (other inhibitions, e.g. a page over its ticket, are not its)
+            self.inhibited = [a["labels"] for a in alerts if sources & set(a["status"].get("inhibitedBy") or [])]
+            return any(a.get("alertname") == "PrometheusTargetDown" for a in self.inhibited)
+
+        def remove():
+            try:  # hold the fault until the target alert fired and was held back (or 40 s)
+                wait_until(inhibited, 40, "PrometheusTargetDown of the Redis exporter to be inhibited")
+            except DrillFailed:
+                pass  # check() reports it
+            finally:
+                stack.supervisorctl("start", "redis-exporter")
+        return remove
+
+    def check(self, stack: Stack) -> str | None:
+        others = [a for a in self.inhibited
+                  if not (a.get("alertname") == "PrometheusTargetDown" and a.get("job") == "redis")]
+        if others:
+            return f"RedisExporterDown muted more than its own target: {others}"
+        if not self.inhibited:
+            return "the Redis exporter's PrometheusTargetDown was never held back by RedisExporterDown"
+        return None
+
+
+class _GracefulWorkerRestart:
+    """A temporary worker (the backlog runbook's `worker2`, a redeploy under a new name) starts,
+    is seen up, then stops with a warm shutdown (SIGTERM) and never comes back: nothing may fire.
+    The exporter forgets a worker that said goodbye (worker-offline).
+    """
+
+    HOSTNAME = "drill-temp"  # the host part of its node name (worker2@drill-temp) is the hostname label
+    WATCH_SECONDS = 15.0
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+
+    def inject(self, stack: Stack) -> Remove:
+        command = ("source scripts/stack-env.sh && source scripts/stack-secrets.sh && exec env "
+                   "PROMETHEUS_MULTIPROC_DIR=$CELERY_METRICS_DIR celery -A app worker -Q default -c 1 "
+                   f"-n worker2@{self.HOSTNAME} -E --loglevel WARNING")
+        log = (stack.var_dir / "log" / "drill-temp-worker.log").open("ab")
+        self.proc = subprocess.Popen(["bash", "-c", command], cwd=ROOT, env=stack.env, stdout=log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until(lambda: stack.query(f'celery_worker_up{{hostname="{self.HOSTNAME}"}} == 1'), 60,
+                       "the temporary worker to be seen up by the exporter")
+        finally:
+            self.proc.send_signal(signal.SIGTERM)  # warm shutdown: finish, say goodbye, exit
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise DrillFailed("the temporary worker did not stop within 30 s of SIGTERM") from None
+            finally:
+                log.close()
+        stopped_at = time.monotonic()
+        # Keep watching past CeleryWorkerDown's compressed for: (3m / 20 = 9 s) after the stop: a worker
+        # left at 0 would fire by then, and the resolve check after removal sees it as unexpected.
+        return lambda: time.sleep(max(0.0, stopped_at + self.WATCH_SECONDS - time.monotonic()))
+
+    def check(self, stack: Stack) -> str | None:
+        left = stack.query(f'celery_worker_up{{hostname="{self.HOSTNAME}"}}')
+        return f"the exporter still reports the gracefully stopped worker: {left}" if left else None
+
+
+_REDIS_EXPORTER_DOWN = _RedisExporterDown()
+_GRACEFUL_WORKER_RESTART = _GracefulWorkerRestart()
+
+
+# --- proxy drills (nginx in front of both tiers, docs/proxy.md) ------------------------------
+
+def _nginx_load(port_var: str, path: str, clients: int, pause: float = 0.0, timeout: float = 30.0):
+    """Closed-loop load through nginx (NGINX_PORT -> WSGI, NGINX_ASGI_PORT -> ASGI)."""
+    def inject(stack: Stack) -> Remove:
+        return Load(stack.url(port_var) + path, clients, timeout, pause).stop
+    return inject
+
+
+def _staggered_nginx_load(port_var: str, path: str, clients: int, every: float):
+    """Closed-loop clients through nginx, started `every` seconds apart, so their answers spread out.
+
+    A counter series that appears with its first increment (mtail's 504 series, the first
+    time) shows no rate until a second increment: spread 504s reach the alert sooner.
+    """
+    def inject(stack: Stack) -> Remove:
+        import time
+
+        loads = []
+        for n in range(clients):
+            if n:
+                time.sleep(every)
+            loads.append(Load(stack.url(port_var) + path, 1, 30.0))
+
+        def remove():
+            for load in loads:
+                load.stop()
+        return remove
+    return inject
+
+
+def _gunicorn_down(stack: Stack) -> Remove:
+    """Stop the WSGI tier's gunicorn (nginx, web-metrics and the traffic stay), at once.
+
+    `supervisorctl stop` sends TERM: gunicorn's graceful shutdown, which serves on for up to
+    GUNICORN_GRACEFUL_TIMEOUT (30 s). Once supervisord is stopping it (no restart then), QUIT,
+    gunicorn's quick shutdown, ends the master and its workers now.
+    """
+    import os
+    import signal
+
+    master = stack.program_pid("web")
+    stopper = threading.Thread(target=stack.supervisorctl, args=("stop", "web"), daemon=True)
+    stopper.start()
+    wait_until(lambda: "STOPPING" in stack.supervisorctl("status", "web") or not stopper.is_alive(), 15,
+               "supervisord to be stopping web", interval=0.2)
+    try:
+        os.kill(master, signal.SIGQUIT)
+    except ProcessLookupError:
+        pass
+    stopper.join(60)
+    load = Load(stack.url("NGINX_PORT") + "/healthz", clients=1, pause=0.2, timeout=10)  # users keep coming
+    return lambda: (load.stop(), stack.supervisorctl("start", "web"), None)[-1]
+
+
+def _metric_sum(stack: Stack, expr: str) -> float:
+    result = stack.query(expr)
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+_TIMEOUTS = 'sum(gunicorn_worker_timeouts_total{job="django-wsgi"}) or vector(0)'
+
+
+class _SlowClients:
+    """4 x capacity + 6 sockets, each sending a partial request line and a byte every 2 s, reconnecting when closed.
+
+    The case of issue 13: without a proxy every sync worker blocks reading a request that never
+    completes, and gunicorn kills them all at its timeout. `port_var` picks the front: NGINX_PORT
+    (nginx buffers the request: gunicorn must see nothing) or WEB_PORT (gunicorn directly).
+    While the fault runs, a probe asks /healthz through nginx every second: the workers must stay
+    free (answers within 2 s) when nginx is in front.
+    """
+
+    TRICKLE_SECONDS = 2.0
+
+    def __init__(self, port_var: str, hold: float):
+        self.port_var, self.hold = port_var, hold
+        self.timeouts_before = 0.0
+        self.connections = 0
+        self.probes: list[float | None] = []  # seconds per /healthz probe through nginx, None = failed
+
+    def _client(self, port: int, stop: threading.Event) -> None:
+        import socket
+
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                    self.connections += 1
+                    sock.sendall(b"GET /healthz?slow-client=")
+                    while not stop.wait(self.TRICKLE_SECONDS):
+                        sock.sendall(b"x")
+            except OSError:
+                stop.wait(0.2)  # closed by the server (nginx's client_header_timeout, a killed worker)
+
+    def _probe(self, stack: Stack, stop: threading.Event) -> None:
+        import time
+
+        while not stop.wait(1.0):
+            started = time.monotonic()
+            try:
+                status, _ = http(stack.url("NGINX_PORT") + "/healthz", timeout=5)
+                self.probes.append(time.monotonic() - started if status == 200 else None)
+            except OSError:
+                self.probes.append(None)
+
+    def inject(self, stack: Stack) -> Remove:
+        self.timeouts_before = _metric_sum(stack, _TIMEOUTS)
+        self.connections, self.probes = 0, []
+        capacity = int(stack.env.get("GUNICORN_WORKERS", "2")) * int(stack.env.get("GUNICORN_THREADS", "1"))
+        stop = threading.Event()
+        port = int(stack.env[self.port_var])
+        threads = [threading.Thread(target=self._client, args=(port, stop), daemon=True)
+                   for _ in range(4 * capacity + 6)]
+        threads.append(threading.Thread(target=self._probe, args=(stack, stop), daemon=True))
+        for thread in threads:
+            thread.start()
+
+        def remove():
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+        return remove
+
+    def check(self, stack: Stack) -> str | None:
+        """With nginx in front: no worker timeout, every probe answered quickly."""
+        timeouts = _metric_sum(stack, _TIMEOUTS) - self.timeouts_before
+        slow = [p for p in self.probes if p is None or p > 2.0]
+        summary = (f"{timeouts:.0f} gunicorn worker timeouts, {self.connections} slow connections, "
+                   f"{len(slow)} of {len(self.probes)} probes through nginx failed or took > 2 s")
+        print(f"drills: {'slow-clients' if self.port_var == 'NGINX_PORT' else 'slow-clients-direct'}: {summary}",
+              flush=True)
+        if self.port_var == "NGINX_PORT" and (timeouts or slow or not self.probes):
+            return summary
+        if self.port_var == "WEB_PORT" and not timeouts:
+            return "without the proxy gunicorn should have killed workers: " + summary
+        return None
+
+
+_SLOW_CLIENTS = _SlowClients("NGINX_PORT", hold=20.0)
+_SLOW_CLIENTS_DIRECT = _SlowClients("WEB_PORT", hold=0.0)
 
 
 # --- jobs drills ---------------------------------------------------------------------------
@@ -240,7 +472,9 @@ _CELERY_BECAUSE_BROKER = "without the broker the exporter sees no worker and no 
 # Web and Celery drills alternate, so that one drill's slow SLO burn fades during the next.
 _ORDER = ["slow-view", "task-backlog", "cpu-view", "task-failures", "blocking-async", "task-time-limit",
           "sync-export", "retry-storm", "sync-export-offloaded", "server-errors", "worker-timeout", "db-errors",
-          "poison-upload", "lost-message", "worker-down", "broker-down", "sweeper-down"]
+          "poison-upload", "lost-message", "worker-down", "redis-exporter-down", "worker-graceful-restart",
+          "broker-down", "sweeper-down",
+          "gunicorn-down", "slow-upstream", "slow-clients", "slow-clients-direct", "queue-time"]
 _RATE_LIMIT_CACHE = ("the API rate limiter keeps its counts in the broker's Redis: while Redis is down each API "
                      "request counts an instrumentation failure at stage rate_limit (and is served)")
 # Measured: an upload during the outage answers 202 after 6 s, because kombu retries the broker
@@ -248,6 +482,7 @@ _RATE_LIMIT_CACHE = ("the API rate limiter keeps its counts in the broker's Redi
 # option max_retries=0 on the request's publish it gives up in 0.1 s and these two go away.
 _PUBLISH_WAITS = ("each upload accepted during the broker outage waits 6 s on the request-time publish "
                   "(kombu's connection retries) before the outbox takes it")
+_TIMEOUTS_FAIL = "the availability SLI counts each gunicorn worker timeout as a failed request"
 _STUCK_IN_QUEUED = "jobs accepted during the fault wait in queued past the drills' 45 s deadline"
 
 _CATALOG: dict[str, Drill] = {d.name: d for d in [
@@ -284,7 +519,8 @@ _CATALOG: dict[str, Drill] = {d.name: d for d in [
           {"DjangoAvailabilityBudgetBurn": "the 500s spend the availability budget"},
           {"5xx ratio by view": "view:django_http_server_errors:ratio_rate5m"}),
     Drill("worker-timeout", "two requests sleep past GUNICORN_TIMEOUT (6 s in drills)",
-          _worker_timeout, ["GunicornWorkerTimeouts"], {},
+          _worker_timeout, ["GunicornWorkerTimeouts"],
+          {"DjangoAvailabilityBudgetBurn": _TIMEOUTS_FAIL},
           {"worker timeouts": 'sum(gunicorn_worker_timeouts_total{job="django-wsgi"})'}),
     Drill("task-backlog", "3 tasks of 2 s each per second on a pool of 2",
           _producer("kind=busy&seconds=2&count=3", every=1.0),
@@ -307,6 +543,15 @@ _CATALOG: dict[str, Drill] = {d.name: d for d in [
     Drill("worker-down", "the Celery worker is SIGKILLed and stays down",
           _kill_worker, ["CeleryWorkerDown", "CeleryQueueNoConsumers"], {"JobsStuck": _STUCK_IN_QUEUED},
           {"workers up": "celery_worker_up", "queue length": "celery_queue_length"}),
+    Drill("redis-exporter-down", "only the Redis exporter is stopped; Redis and everything else keep working",
+          _REDIS_EXPORTER_DOWN.inject, ["RedisExporterDown"],
+          {"PrometheusTargetDown": "the exporter's target is down (inhibited by RedisExporterDown, the only one)"},
+          {"redis exporter up": 'up{job="redis"}', "broker up (Celery exporter)": "celery_exporter_broker_up"},
+          fire_timeout=60, resolve_timeout=60, check=_REDIS_EXPORTER_DOWN.check),
+    Drill("worker-graceful-restart", "a temporary worker is seen up, then stopped with a warm shutdown "
+          "(SIGTERM) and never comes back: must fire nothing",
+          _GRACEFUL_WORKER_RESTART.inject, [], {}, {"workers up": "celery_worker_up"}, hold=5,
+          check=_GRACEFUL_WORKER_RESTART.check),
     Drill("broker-down", "Redis is stopped",
           _stop_redis, ["RedisDown"],
           {"CeleryWorkerDown": _CELERY_BECAUSE_BROKER, "CeleryQueueNoConsumers": _CELERY_BECAUSE_BROKER,
@@ -341,5 +586,41 @@ _CATALOG: dict[str, Drill] = {d.name: d for d in [
                                                    "or job:jobs_sweeper_heartbeat_age_seconds:max",
            "redis up": "redis_up"},
           fire_timeout=240, check=_SWEEPER_DOWN.check),
+    # --- the proxy tier (nginx in front of both web tiers; docs/proxy.md)
+    Drill("gunicorn-down", "the WSGI tier (gunicorn) is stopped behind nginx; users keep coming",
+          _gunicorn_down, ["NginxUpstreamErrors"],
+          {"DjangoLatencyBudgetBurn": "the restarted tier's first requests run on cold workers (imports, "
+                                      "connections) and are slow, among few requests"},
+          {"502/503/504 share by upstream": "upstream:nginx_http_upstream_errors:ratio_rate5m",
+           "responses by status": 'sum by (status) (rate(nginx_http_responses_total{upstream="wsgi"}[15s]))'}),
+    Drill("slow-upstream", "an async view waiting 20 s, past nginx's 12 s read timeout (504), 4 clients 3 s apart",
+          _staggered_nginx_load("NGINX_ASGI_PORT", "/drills/nonblocking-async/?seconds=20", clients=4, every=3),
+          ["NginxUpstreamErrors"],
+          {"DjangoSlowRequests": "the 20 s views finish after nginx gave up: Django counts them slow",
+           "DjangoLatencyBudgetBurn": "the 20 s views spend the ASGI tier's latency budget"},
+          {"502/503/504 share by upstream": "upstream:nginx_http_upstream_errors:ratio_rate5m",
+           "504s per second": 'sum(rate(nginx_http_responses_total{status="504"}[15s]))'}),
+    Drill("slow-clients", f"4 x capacity + 6 sockets send partial request lines to nginx for {_SLOW_CLIENTS.hold:.0f} s: "
+          "nginx buffers them, gunicorn must see no timeout and its workers stay free",
+          _SLOW_CLIENTS.inject, [], {},
+          {"gunicorn worker timeouts": _TIMEOUTS,
+           "nginx connections reading": 'sum(nginx_connections_reading{job="nginx"})'},
+          hold=_SLOW_CLIENTS.hold, check=_SLOW_CLIENTS.check),
+    Drill("slow-clients-direct", "the same slow clients sent to gunicorn directly (no proxy): every worker "
+          "blocks reading and gunicorn kills it at its timeout",
+          _SLOW_CLIENTS_DIRECT.inject, ["GunicornWorkerTimeouts"],
+          {"GunicornRequestsQueued": "requests wait in the backlog while every worker reads a slow client",
+           "DjangoAvailabilityBudgetBurn": _TIMEOUTS_FAIL},
+          {"gunicorn worker timeouts": _TIMEOUTS,
+           "listen backlog": 'gunicorn_listen_backlog{job="django-wsgi"}'},
+          check=_SLOW_CLIENTS_DIRECT.check),
+    Drill("queue-time", "0.5 s views, 5 clients through nginx on 2 sync workers: requests wait for a worker",
+          _nginx_load("NGINX_PORT", "/drills/slow-view/?seconds=0.5", clients=5),
+          ["RequestQueueTimeHigh"],
+          {"GunicornWorkersSaturated": "the fault is saturation: every worker is busy",
+           "GunicornRequestsQueued": "the waiting requests sit in gunicorn's listen backlog"},
+          {"share of requests queued > 0.25 s": "job:django_http_request_queue_slow:ratio_rate5m",
+           "queue time p90 (s)": "histogram_quantile(0.9, sum by (job, le) "
+                                 "(rate(django_http_request_queue_seconds_bucket[15s])))"}),
 ]}
 DRILLS: dict[str, Drill] = {name: _CATALOG[name] for name in _ORDER}

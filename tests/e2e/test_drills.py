@@ -12,7 +12,7 @@ import pytest
 
 from ops.drills.harness import Stack, wait_until
 from ops.drills.procs import ROOT, http
-from ops.drills.runner import run_drill, run_healthy, write_report
+from ops.drills.runner import CAUSES, run_drill, run_healthy, write_report
 from ops.drills.scenarios import DRILLS
 from tests.support.dashboards import panel_queries, to_promql
 from tests.support.runbooks import runbook_queries
@@ -56,6 +56,25 @@ def test_drill_fires_its_alerts_notifies_and_resolves(drill_stack, name):
     result = run_drill(stack, DRILLS[name])
     results.append(result)
     assert result.ok, f"{name}: {result.error}; seen {sorted(result.seen)}"
+
+
+def test_runbook_diagnosis_points_at_the_injected_cause(drill_stack):
+    """While each diagnosed drill's alert fired, its runbook's Diagnosis queries (placeholders from the
+    alert's labels) all returned data, and one named the injected cause (runner.CAUSES)."""
+    _, results = drill_stack
+    ran = {r.name: r for r in results if r.name in CAUSES}
+    assert ran, "no diagnosed drill ran"
+    problems = []
+    for name, result in ran.items():
+        for alert in CAUSES[name]:
+            if alert not in result.fired:
+                continue  # the drill's own test reports an alert that never fired
+            diagnosis = result.diagnosis.get(alert)
+            if diagnosis is None:
+                problems.append(f"{name}: {alert} fired but was not diagnosed")
+            else:
+                problems += [f"{name}: {alert}: {p}" for p in diagnosis["problems"]]
+    assert not problems, "\n".join(problems)
 
 
 def test_every_dashboard_panel_shows_data_after_the_drills(drill_stack):

@@ -21,7 +21,7 @@ SHOP = {
     "common_selector": 'namespace="shop"',
     "group_by": ["cluster", "namespace", "job"],
     "components": ["gunicorn", "django", "celery", "jobs", "redis", "meta"],
-    "links": {"runbook_base_url": "https://wiki.shop.example/runbooks/", "grafana_base_url": "https://grafana.shop.example"},
+    "links": {"runbook_url": "https://wiki.shop.example/display/OPS/{alert}", "grafana_base_url": "https://grafana.shop.example"},
     "dashboards": {"uid_prefix": "shop-"},
 }
 

@@ -90,7 +90,7 @@ def test_links_in_alerts_and_runbooks_come_from_the_config(shop):
     _path, out = shop
     groups = yaml.safe_load((out / "prometheus" / "rules" / "celery.yml").read_text())["groups"]
     annotations = _alert(groups, "CeleryWorkerDown")["annotations"]
-    assert annotations["runbook_url"] == "https://wiki.shop.example/runbooks/CeleryWorkerDown.md"
+    assert annotations["runbook_url"] == "https://wiki.shop.example/display/OPS/CeleryWorkerDown"  # no forced suffix
     assert annotations["dashboard_url"] == "https://grafana.shop.example/d/shop-celery-queues?viewPanel=4"
     runbook = (out / "runbooks" / "CeleryWorkerDown.md").read_text()
     assert "https://grafana.shop.example/d/shop-celery-queues?viewPanel=4" in runbook

@@ -50,7 +50,7 @@ def test_an_empty_file_is_the_defaults(tmp_path):
     ({"threshold": {}}, "threshold"),
     ({"thresholds": {"slow_request_ratios": 0.1}}, "thresholds.slow_request_ratios"),
     ({"for": {"DjangoLatencyBudgetBurn": {"page": "2m"}}}, "for.DjangoLatencyBudgetBurn.page"),
-    ({"links": {"runbook_url": "x"}}, "links.runbook_url"),
+    ({"links": {"runbook_base_url": "x"}}, "links.runbook_base_url"),
 ])
 def test_an_unknown_key_is_an_error_naming_its_path(overrides, path):
     with pytest.raises(ConfigError, match=rf"unknown key '{re.escape(path)}'"):
@@ -73,8 +73,8 @@ def test_a_value_of_the_wrong_type_is_an_error_naming_its_path(overrides, path):
 
 
 def test_an_unknown_component_and_a_malformed_selector_are_named():
-    with pytest.raises(ConfigError, match="components: unknown component 'nginx'"):
-        config.merge({"components": ["django", "nginx"]})
+    with pytest.raises(ConfigError, match="components: unknown component 'haproxy'"):
+        config.merge({"components": ["django", "haproxy"]})
     with pytest.raises(ConfigError, match="^selectors.celery: "):
         config.merge({"selectors": {"celery": "job=celery"}})
     with pytest.raises(ConfigError, match="^common_selector: "):
@@ -92,7 +92,7 @@ def test_invalid_yaml_and_a_non_mapping_are_errors(tmp_path):
 
 def test_the_project_config_loads_and_names_the_prometheus_jobs():
     cfg = config.load(PROJECT_CONFIG)
-    assert cfg["components"] == ["gunicorn", "django", "celery", "jobs", "redis", "meta"]
+    assert cfg["components"] == ["gunicorn", "django", "celery", "jobs", "redis", "nginx", "meta"]
     assert cfg["selectors"]["django"] == 'job=~"django-wsgi|django-asgi"'
 
 

@@ -3,6 +3,7 @@
 import re
 import time
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -16,7 +17,8 @@ from ops.drills.procs import (
     start_inbox,
     start_prometheus,
 )
-from tests.ops.helpers import ALERTMANAGER_CONFIG, run
+from tests.ops.helpers import ALERTMANAGER_CONFIG, project_config, run
+from tests.ops.procs import REPO
 
 ROUTE_CASES = yaml.safe_load((ALERTMANAGER_DIR / "tests" / "routes.yml").read_text())
 INHIBITION_CASES = yaml.safe_load((ALERTMANAGER_DIR / "tests" / "inhibitions.yml").read_text())
@@ -71,6 +73,28 @@ def test_templates_render_and_show_every_annotation():
     result = run("amtool", "template", "render", f"--template.glob={ALERTMANAGER_DIR / 'templates' / '*.tmpl'}",
                  '--template.text={{ template "ops.title" . }}{{ template "ops.text" . }}')
     assert result.returncode == 0, result.stderr
+
+
+def test_a_notification_carries_instance_value_runbook_panel_query_and_a_silence_link():
+    """Rendered by amtool from a real webhook payload (ops/alertmanager/tests/notification.json)."""
+    data = ALERTMANAGER_DIR / "tests" / "notification.json"
+    result = run("amtool", "template", "render", f"--template.glob={ALERTMANAGER_DIR / 'templates' / '*.tmpl'}",
+                 f"--template.data={data}", '--template.text={{ template "ops.title" . }}\n{{ template "ops.text" . }}')
+    assert result.returncode == 0, result.stderr
+    title, *body = result.stdout.splitlines()
+    assert title == "[FIRING:1] CeleryQueueBacklog (celery, celery-exporter, 127.0.0.1:9808)"
+    text = "\n".join(body)
+    assert "warning | CeleryQueueBacklog | celery-exporter on 127.0.0.1:9808 queue imports" in text
+    assert "holds 1.234k messages" in text  # the live value, rendered by Prometheus into the description
+    assert "Runbook: https://wiki.acme.example/display/OPS/CeleryQueueBacklog" in text
+    assert "Dashboard: http://localhost:3000/d/celery-queues?viewPanel=1" in text
+    assert "Query: http://127.0.0.1:9090/graph?g0.expr=" in text
+    [silence] = [line.split(": ", 1)[1] for line in body if line.startswith("Silence: ")]
+    url = urlsplit(silence)
+    assert f"{url.scheme}://{url.netloc}" == "http://127.0.0.1:9093" and url.fragment.startswith("/silences/new?")
+    matchers = parse_qs(url.fragment.split("?", 1)[1])["filter"][0]
+    assert matchers == ('{alertname="CeleryQueueBacklog",component="celery",instance="127.0.0.1:9808",'
+                        'job="celery-exporter",queue_name="imports",severity="warning"}')
 
 
 @pytest.mark.parametrize("case", ROUTE_CASES, ids=lambda c: f"{c['labels']['alertname']}-{c['receiver']}")
@@ -156,7 +180,8 @@ def test_each_severity_reaches_its_receiver_with_links(alertmanager, inbox, aler
         alert = matching[0][1]
         assert alert["status"] == "firing"
         assert alert["annotations"]["runbook_url"] == annotations["runbook_url"]
-        assert alert["annotations"]["runbook_url"].endswith(f"/runbooks/{labels['alertname']}.md")
+        assert alert["annotations"]["runbook_url"] == \
+            project_config()["links"]["runbook_url"].replace("{alert}", labels["alertname"])
         assert alert["annotations"]["dashboard_url"] == annotations["dashboard_url"]
         assert alert["annotations"]["summary"] and alert["annotations"]["description"]
 
@@ -224,3 +249,51 @@ def test_watchdog_flows_from_prometheus_through_alertmanager_to_the_deadman_inbo
             return [r["value"][1] for r in up.json()["data"]["result"]] == ["1"]
 
         _wait(self_scraped, what="Prometheus scraping itself from its file_sd target")
+
+
+# --- the front page's amtool commands, run as printed (runbooks/README.md) ------------------------
+
+def _front_page_commands(to):
+    """Return (make up form, compose form) of the row of the front page's amtool table named `to`."""
+    front = (REPO / "runbooks" / "README.md").read_text()
+    body = front.split("## Silences and inhibited alerts", 1)[1].split("\n## ", 1)[0]
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == to:
+            return [c.strip("`") for c in cells[1:]]
+    raise AssertionError(f"no row {to!r} on the front page")
+
+
+def _run_printed(command, am_url):
+    """Run a printed command against this Alertmanager: $AM of the make-up form, the compose form's
+    `docker compose exec alertmanager` prefix and loopback URL swapped for the test's."""
+    command = command.replace("docker compose exec alertmanager ", "")
+    command = command.replace("--alertmanager.url=http://127.0.0.1:9093", f"--alertmanager.url={am_url}")
+    return run("bash", "-c", command, env={"AM": f"--alertmanager.url={am_url}", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.integration
+def test_the_front_pages_silence_and_inhibited_commands_work_on_both_stacks(alertmanager, inbox):
+    tag = uuid.uuid4().hex
+    source = {"alertname": "RedisDown", "severity": "critical", "component": "redis", "job": "celery-exporter",
+              "instance": "127.0.0.1:9808", "case": tag}
+    target = {"alertname": "CeleryWorkerDown", "severity": "warning", "component": "celery", "job": "celery-exporter",
+              "hostname": "w1", "case": tag}
+    _post(alertmanager, [_alert(source, summary="s", description="d"), _alert(target, summary="s", description="d")])
+    inhibited_local, inhibited_compose = _front_page_commands("what fires but is held back by an inhibition")
+    for command in (inhibited_local, inhibited_compose):
+        listed = _wait(lambda c=command: "CeleryWorkerDown" in (out := _run_printed(c, alertmanager.url)).stdout
+                       and out, what="the inhibited CeleryWorkerDown to be listed")
+        assert "RedisDown" not in listed.stdout  # it fires and is delivered: not inhibited
+    add_local, add_compose = _front_page_commands("silence one alert on one target")
+    for command in (add_local, add_compose):
+        added = _run_printed(command, alertmanager.url)
+        assert added.returncode == 0 and re.fullmatch(r"[0-9a-f-]{36}\s*", added.stdout), added.stdout + added.stderr
+        query_local, query_compose = _front_page_commands("list silences")
+        listed = _run_printed(query_local if command == add_local else query_compose, alertmanager.url)
+        assert added.stdout.strip() in listed.stdout and "restarting redis" in listed.stdout
+        expire = _front_page_commands("end a silence")[0 if command == add_local else 1]
+        ended = _run_printed(expire.replace("<silence id>", added.stdout.strip()), alertmanager.url)
+        assert ended.returncode == 0, ended.stderr
+    silenced = _run_printed(_front_page_commands("what fires but is silenced")[0], alertmanager.url)
+    assert silenced.returncode == 0, silenced.stderr

@@ -146,7 +146,12 @@ def without_matchers(expr):
 SCOPE_VARIABLES = ("cluster", "namespace", "job")
 # The component whose selector a metric's series must carry, by the metric's prefix.
 COMPONENT_OF = (("django_", "django"), ("gunicorn_", "gunicorn"), ("celery_", "celery"), ("jobs_", "jobs"),
-                ("redis_", "redis"), ("prometheus_", "prometheus"), ("alertmanager_", "alertmanager"))
+                ("redis_", "redis"), ("prometheus_", "prometheus"), ("alertmanager_", "alertmanager"),
+                # the proxy: its access-log families (their own scrape job) before the exporter's nginx_*
+                *((prefix, "nginx_log") for prefix in ("nginx_http_responses", "nginx_http_upstream_errors",
+                                                       "nginx_http_client_closed", "nginx_upstream_response_seconds",
+                                                       "nginx_request_seconds")),
+                ("nginx_", "nginx"))
 # Families recorded where the work happens, also under another component's selector: `sent` is
 # counted by every producer, web processes included. Under that other selector the dashboard's
 # $job variable (the exporters) does not apply, the scope variables do.

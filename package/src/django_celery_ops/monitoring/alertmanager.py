@@ -54,10 +54,13 @@ def snippet(cfg):
         # A page silences the ticket of the same alert on the same thing (the SLO burn alerts).
         inhibit(['severity="critical"'], ['severity="warning"'],
                 ["alertname", "job", "instance", "view", "queue_name", "name", "hostname"]),
-        # The broker is down: every Celery and jobs symptom follows from it (one broker per deployment).
-        inhibit(['alertname="RedisDown"'], ['component=~"celery|jobs"']),
-        # RedisDown already says that the redis exporter target is unreachable.
-        inhibit(['alertname="RedisDown"'], ['alertname="PrometheusTargetDown"'], ["job", "instance"]),
+        # The Celery exporter cannot reach its broker: every Celery and jobs symptom it reports follows
+        # from that. `equal: job` ties the silence to that exporter's own alerts (another Celery app
+        # in the same Prometheus keeps paging), and RedisDown seen by the Redis exporter alone
+        # (job of the redis selector) silences nothing: a dead Redis exporter never does.
+        inhibit(['alertname="RedisDown"', *celery_exporter], ['component=~"celery|jobs"'], ["job"]),
+        # RedisExporterDown already says that the redis exporter target is unreachable.
+        inhibit(['alertname="RedisExporterDown"'], ['alertname="PrometheusTargetDown"'], ["job", "instance"]),
         # Requests queued (page) make the saturation ticket redundant; never the reverse.
         inhibit(['alertname="GunicornRequestsQueued"'], ['alertname="GunicornWorkersSaturated"'], ["job", "instance"]),
         # A queue without consumers also backs up; the page names the cause.

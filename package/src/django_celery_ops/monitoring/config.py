@@ -8,6 +8,7 @@ key path (`thresholds.slow_request_ratio`). Numbers are interchangeable (0 and 0
 """
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import yaml
 __all__ = ["COMPONENTS", "ConfigError", "defaults", "load", "merge"]
 
 # Every component a config may list (one rule module each, see rules/__init__.py).
-COMPONENTS = ("gunicorn", "django", "celery", "jobs", "redis", "meta")
+COMPONENTS = ("gunicorn", "django", "celery", "jobs", "redis", "nginx", "meta")
 
 
 class ConfigError(ValueError):
@@ -109,6 +110,13 @@ def _validate(cfg):
             label_names(text)
         except SelectorError as exc:
             raise ConfigError(f"{key}: {exc}") from exc
+    runbook = cfg["links"]["runbook_url"]
+    if "{alert}" not in runbook:
+        raise ConfigError(f"links.runbook_url: {runbook!r} has no {{alert}} (the alert name goes there, "
+                          "e.g. https://wiki.example.org/runbooks/{alert})")
+    for key in ("runbook_url", "grafana_base_url"):
+        if not re.match(r"^https?://[^/\s]+", cfg["links"][key]):
+            raise ConfigError(f"links.{key}: {cfg['links'][key]!r} is not an http(s) URL")
     for name in cfg["group_by"]:
         if not name.isidentifier():
             raise ConfigError(f"group_by: {name!r} is not a label name")

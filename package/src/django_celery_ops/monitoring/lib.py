@@ -80,8 +80,8 @@ class Selectors:
 # --- links ----------------------------------------------------------------------------------------
 
 def runbook_url(cfg, alert):
-    """Return the runbook URL of an alert."""
-    return f"{cfg['links']['runbook_base_url'].rstrip('/')}/{alert}.md"
+    """Return the runbook URL of an alert: links.runbook_url with {alert} replaced by its name."""
+    return cfg["links"]["runbook_url"].replace("{alert}", alert)
 
 
 def dashboard_url(cfg, uid, panel=None):
@@ -124,12 +124,44 @@ def duration_ms(text):
 
 
 def human_duration(text):
-    """Return '5 minutes' for '5m', '1 hour' for '1h' (one unit only)."""
-    m = re.fullmatch(r"(\d+)([smhdwy])", text)
-    if not m:
+    """Return '5 minutes' for '5m', '1 hour' for '1h', '72 minutes' for '4320s' (the largest exact unit)."""
+    if not re.fullmatch(r"(?:\d+(?:ms|[smhdwy]))+", text):
         return text
-    n, word = int(m[1]), _UNIT_WORDS[m[2]]
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    ms = duration_ms(text)
+    if ms % 1000:
+        return f"{ms} milliseconds" if ms != 1 else "1 millisecond"
+    for unit in ("y", "w", "d", "h", "m", "s"):
+        if ms % _UNIT_MS[unit] == 0:
+            n, word = ms // _UNIT_MS[unit], _UNIT_WORDS[unit]
+            return f"{n} {word}" + ("" if n == 1 else "s")
+    return text  # pragma: no cover - every whole second is a number of seconds
+
+
+# A recorded series named after its window: ...:ratio_rate5m, ...:mean5m, ...:burn_rate1h.
+_RECORDED_WINDOW = re.compile(r":\w*?(?:rate|mean|max|min|avg)(\d+[smhdwy])\b")
+
+
+def _text_durations(rule):
+    """Return the durations a rule's annotations may speak of: its for: and the windows its expr reads."""
+    found = [rule["for"]] if "for" in rule else []
+    found += [m[1] for m in _RANGE.finditer(rule["expr"])]
+    found += _RECORDED_WINDOW.findall(rule["expr"])
+    return list(dict.fromkeys(found))
+
+
+def _compress_texts(rule, original, factor):
+    """Rewrite the durations in words of summary and description ('for 5 minutes') to the compressed ones."""
+    words = {}
+    for text in _text_durations(original):
+        human = human_duration(text)
+        if human != text:
+            words.setdefault(human, human_duration(_compress_duration(text, factor)))
+    if not words or "annotations" not in rule:
+        return
+    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b")
+    for key in ("summary", "description"):
+        if key in rule["annotations"]:
+            rule["annotations"][key] = pattern.sub(lambda m: words[m[1]], rule["annotations"][key])
 
 
 def _compress_duration(text, factor):
@@ -138,10 +170,16 @@ def _compress_duration(text, factor):
 
 
 def compress(groups, factor):
-    """Return a copy of rule groups with every for: and every range window divided by factor."""
+    """Return a copy of rule groups with every for: and every range window divided by factor.
+
+    Durations in words in summary and description (`for 5 minutes`, `over the last 10 minutes`)
+    follow: a text speaks of the rule's own for: and windows, so a compressed drill reads right.
+    """
     groups = copy.deepcopy(groups)
     for group in groups:
         for rule in group["rules"]:
+            original = copy.deepcopy(rule)
+            _compress_texts(rule, original, factor)
             rule["expr"] = _RANGE.sub(lambda m: f"[{_compress_duration(m[1], factor)}{m[2] or ''}]", rule["expr"])
             if "for" in rule:
                 rule["for"] = _compress_duration(rule["for"], factor)

@@ -4,9 +4,11 @@ A template names config values as `{{ thresholds.slow_request_ratio }}`, `{{ slo
 `{{ for.DjangoSlowRequests }}` (`{{ for.DjangoLatencyBudgetBurn.critical }}`) and dashboards as
 `{{ dashboard.django-requests }}` (the configured Grafana base, /d/ and the uid prefix). Its
 ```promql blocks are plain PromQL: every metric gets the matchers of its component (by name:
-django_*, gunicorn_*, celery_*, jobs_*, redis_*, prometheus_*, alertmanager_*; recorded
+django_*, gunicorn_*, celery_*, jobs_*, redis_*, nginx_* (the access-log families: nginx_log),
+prometheus_*, alertmanager_*; recorded
 level:metric:operation series by their metric part) and the common selector, so a query pasted
-from a runbook sees this deployment only.
+from a runbook sees this deployment only. celery_task_sent_total is counted by every producer
+(web tiers, workers, the sweeper: several jobs), so it gets the common selector alone.
 """
 
 import re
@@ -31,9 +33,15 @@ _GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 _KEYWORDS = {"and", "or", "unless", "offset", "bool", "atan2", "inf", "nan", "start", "end"}
 _AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk",
                  "topk", "quantile", "limitk", "limit_ratio"}
-_PREFIXES = ("django", "gunicorn", "celery", "jobs", "redis", "prometheus", "alertmanager")
+_PREFIXES = ("django", "gunicorn", "celery", "jobs", "redis", "nginx", "prometheus", "alertmanager")
+# The proxy's access-log families come from their own scrape job (selectors.nginx_log), not the exporter's.
+_NGINX_LOG = ("nginx_http_responses", "nginx_http_upstream_errors", "nginx_http_client_closed",
+              "nginx_upstream_response_seconds", "nginx_request_seconds")
 _NO_SELECTOR = {"ALERTS", "ALERTS_FOR_STATE"}  # alert series carry the alert's labels, not the target's
-_UP_COMPONENTS = {"django", "gunicorn", "celery", "jobs", "redis"}
+# Series counted wherever a task is published (web tiers, workers, the sweeper): no component's
+# selector, only the common one, so a query sees every producer of this deployment.
+_EVERY_PRODUCER = {"celery_task_sent_total"}
+_UP_COMPONENTS = {"django", "gunicorn", "celery", "jobs", "redis", "nginx"}
 # Series Prometheus writes per scrape target: the runbook's component picks their selector.
 _TARGET_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
                   "scrape_series_added"}
@@ -61,10 +69,14 @@ def _value(cfg, name):
 def _component_of(metric, alert_component):
     if metric in _NO_SELECTOR:
         return None
+    if metric in _EVERY_PRODUCER:
+        return ""
     parts = metric.split(":")
     name = parts[1] if len(parts) == 3 else metric
     if name in _TARGET_SERIES:
         return alert_component if alert_component in _UP_COMPONENTS else ""
+    if name.startswith(_NGINX_LOG):
+        return "nginx_log"
     prefix = name.split("_", 1)[0]
     return prefix if prefix in _PREFIXES else ""
 

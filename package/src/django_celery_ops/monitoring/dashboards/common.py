@@ -69,7 +69,7 @@ class Ctx:
         return lib.human_duration(value) if value else "at once"
 
     def runbook(self, alert):
-        """Return the runbook URL of an alert (links.runbook_base_url), as the rules link it."""
+        """Return the runbook URL of an alert (links.runbook_url), as the rules link it."""
         return lib.runbook_url(self.cfg, alert)
 
     def uid(self, name):

@@ -83,14 +83,19 @@ def rules(cfg):
             description="Queue {{ $labels.queue_name }} holds {{ $value | humanize }} messages and no worker "
             "consumes it.",
         ),
-        # The exporter keeps a hostname it has seen and reports 0 once its heartbeats stop.
+        # A worker that vanished: killed (SIGKILL, OOM), its host lost, or wedged; it sent no goodbye
+        # and the exporter reports 0 once its heartbeats stop. A worker stopped gracefully says
+        # goodbye (worker-offline) and the exporter forgets it, so redeploys and a temporary extra
+        # worker do not page. The value is always 0: the texts do not print it.
         alert(
             cfg, "CeleryWorkerDown",
             f"max {s.by('hostname')} (celery_worker_up{s()}) == 0",
             severity="warning", component="celery",
-            summary="Celery worker {{ $labels.hostname }} is down.",
-            description="Celery worker {{ $labels.hostname }} stopped sending heartbeats "
-            f"(celery_worker_up = {{{{ $value }}}} for {human_duration(cfg['for']['CeleryWorkerDown'])}).",
+            summary="Celery worker {{ $labels.hostname }} vanished without saying goodbye.",
+            description="Celery worker {{ $labels.hostname }} has sent no heartbeat for "
+            f"{human_duration(cfg['for']['CeleryWorkerDown'])} and did not shut down cleanly (killed, out of "
+            "memory, host lost or hung). Its unfinished tasks come back only after the broker's visibility timeout; "
+            "jobs no redelivery finishes are failed and can be re-run (manage.py jobs_rerun).",
         ),
         alert(
             cfg, "CeleryWorkersSaturated",

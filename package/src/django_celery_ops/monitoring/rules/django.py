@@ -1,6 +1,6 @@
 """Django: per-view errors and latency, the availability and latency SLOs, the event loop, the database."""
 
-from ..lib import Selectors, alert, groups, le, pct, record
+from ..lib import Selectors, alert, groups, human_duration, le, pct, record
 
 RESPONSES = "django_http_responses_total_by_status_view_method_total"
 LATENCY = "django_http_requests_latency_seconds_by_view_method"
@@ -8,7 +8,7 @@ DB_ERRORS = "django_db_errors_total|django_db_new_connection_errors_total"
 SLO_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")  # what the multiwindow burn-rate alerts read
 
 
-def _burn_alerts(cfg, s, name, slo, target_ratio, sli):
+def _burn_alerts(cfg, s, name, slo, target_ratio, sli, bad):
     """Return the page and ticket rules of one SLO (Google SRE workbook, multiwindow multi-burn-rate)."""
     rate, o = f"job:django_{slo}_slo:burn_rate", cfg["slo"]
 
@@ -28,29 +28,41 @@ def _burn_alerts(cfg, s, name, slo, target_ratio, sli):
             )
         """
 
-    description = (
-        "{{ $labels.job }} spends its " f"{slo} error budget (SLO: {pct(target_ratio)} of requests {sli}) "
-        "at {{ $value | humanize }}x the sustainable rate"
-    )
+    def description(fast, slow, then):
+        """Say per window what the burn rate means: the share of requests that failed the SLI."""
+        windows = []
+        for factor, long, short in (fast, slow):
+            windows.append(f"over the last {human_duration(long)} (and the last {human_duration(short)}) more than "
+                           f"{pct(round(factor * (1 - target_ratio), 6))} of requests {bad} "
+                           f"({factor:g}x)")
+        return ("{{ $labels.job }} spends its " f"{slo} error budget (SLO: {pct(target_ratio)} of requests {sli}) "
+                "at {{ $value | humanize }}x the sustainable rate: " + ", or ".join(windows) + f"; {then}")
+
+    page = ((o["page_1h_burn_rate"], "1h", "5m"), (o["page_6h_burn_rate"], "6h", "30m"))
+    ticket = ((o["ticket_1d_burn_rate"], "1d", "2h"), (o["ticket_3d_burn_rate"], "3d", "6h"))
     return [
         # Page: 2% of the 30-day budget gone in 1h, or 5% in 6h; the short window stops the page
         # soon after the burn ends.
         alert(
-            cfg, name,
-            expr((o["page_1h_burn_rate"], "1h", "5m"), (o["page_6h_burn_rate"], "6h", "30m")),
+            cfg, name, expr(*page),
             severity="critical", component="django",
             summary=f"{{{{ $labels.job }}}} burns its {slo} error budget fast.",
-            description=description + " (1h or 6h window); the monthly budget lasts days at this pace.",
+            description=description(*page, then="the 30-day budget lasts days at this pace."),
         ),
         # Ticket: 10% of the budget gone in 1d or 3d; slow leaks someone should fix this week.
         alert(
-            cfg, name,
-            expr((o["ticket_1d_burn_rate"], "1d", "2h"), (o["ticket_3d_burn_rate"], "3d", "6h")),
+            cfg, name, expr(*ticket),
             severity="warning", component="django",
             summary=f"{{{{ $labels.job }}}} burns its {slo} error budget steadily.",
-            description=description + " (1d or 3d window); the monthly budget runs out before the month does.",
+            description=description(*ticket, then="the 30-day budget runs out before the 30 days do."),
         ),
     ]
+
+
+def _not_probes(o):
+    """Return the matcher that leaves the probe views out of an SLI ('' when none is excluded)."""
+    views = "|".join(o["excluded_views"])
+    return (f'view!~"{views}"',) if views else ()
 
 
 def _recording(cfg, s):
@@ -90,17 +102,39 @@ def _recording(cfg, s):
             sum {s.by('alias')} (rate({db_errors}[5m]))
         """),
     ]
+    # The SLIs leave the probes out (slo.excluded_views). Availability counts as failed, besides
+    # the 5xx Django answered, every request gunicorn lost: a WORKER TIMEOUT kill or an abnormal
+    # worker exit (signal, OOM, crash) is a 502 the proxy gave and Django never counted. Each
+    # counts once: a sync worker serves one request, an ASGI worker may lose more (a lower bound).
+    users = s(*_not_probes(o))
+    five_users, slow_users = s('status=~"5.."', *_not_probes(o)), s(f'le="{slow_le}"', *_not_probes(o))
+    g = Selectors(cfg, "gunicorn")
+    lost = g('reason=~"signal|crash"')
     for w in SLO_WINDOWS:
+        def zero(expr, w=w):  # a term without series (no 5xx, no kill yet) counts 0, not "no ratio"
+            return f"({expr} or sum {s.by()} (rate({RESPONSES}{users}[{w}])) * 0)"
+        plus = "\n              + "  # one term a line, at the indentation of the expression below
+        failed = plus.join(zero(e) for e in (
+            f"sum {s.by()} (rate({RESPONSES}{five_users}[{w}]))",
+            *(f"sum {s.by()} (rate({m}[{w}]))" for m in (f"gunicorn_worker_timeouts_total{g()}",
+                                                           f"gunicorn_worker_exits_total{lost}"))))
+        lost_only = plus.join(zero(f"sum {s.by()} (rate({m}[{w}]))")
+                               for m in (f"gunicorn_worker_timeouts_total{g()}", f"gunicorn_worker_exits_total{lost}"))
         recording.append(record(f"job:django_http_server_errors:ratio_rate{w}", f"""
-            sum {s.by()} (rate({RESPONSES}{five}[{w}]))
+            (
+              {failed}
+            )
             /
-            sum {s.by()} (rate({RESPONSES}{s()}[{w}]))
+            (
+              sum {s.by()} (rate({RESPONSES}{users}[{w}]))
+              + {lost_only}
+            )
         """))
         recording.append(record(f"job:django_http_slow_requests:ratio_rate{w}", f"""
             1 - (
-              sum {s.by()} (rate({LATENCY}_bucket{slow}[{w}]))
+              sum {s.by()} (rate({LATENCY}_bucket{slow_users}[{w}]))
               /
-              sum {s.by()} (rate({LATENCY}_count{s()}[{w}]))
+              sum {s.by()} (rate({LATENCY}_count{users}[{w}]))
             )
         """))
     # Burn rate: how many times faster than "exactly the budget in 30 days" errors arrive.
@@ -146,9 +180,9 @@ def rules(cfg):
             "{{ $labels.job }} were 5xx over the last 5 minutes.",
         ),
         *_burn_alerts(cfg, s, "DjangoAvailabilityBudgetBurn", "availability", o["availability"],
-                      "answered without a 5xx"),
+                      "answered without a 5xx, a worker timeout or crash", "failed"),
         *_burn_alerts(cfg, s, "DjangoLatencyBudgetBurn", "latency", o["latency"],
-                      f"faster than {o['latency_seconds']:g}s"),
+                      f"faster than {o['latency_seconds']:g}s", f"took longer than {o['latency_seconds']:g}s"),
         alert(
             cfg, "DjangoEventLoopBlocked",
             f"""

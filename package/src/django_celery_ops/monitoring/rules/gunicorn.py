@@ -44,7 +44,9 @@ def rules(cfg):
             severity="warning", component="gunicorn",
             summary="Gunicorn killed workers of {{ $labels.job }} for exceeding the timeout.",
             description='The gunicorn master of {{ $labels.job }} on {{ $labels.instance }} killed '
-            '{{ printf "%.0f" $value }} workers for WORKER TIMEOUT in the last 10 minutes.',
+            '{{ printf "%.0f" $value }} workers for WORKER TIMEOUT in the last 10 minutes: each cost its request '
+            "a 502 (on the ASGI tier every request in flight on that worker). A slow view, or a slow client "
+            "sending its request to a tier without a buffering proxy.",
         ),
         # Recycling (max_requests), timeouts and shutdowns are expected exits; signals (OOM killer)
         # and crashes are not.
