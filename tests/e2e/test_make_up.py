@@ -21,7 +21,14 @@ def stack_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "OPS_"))}
     env.update({name: str(stack.free_port()) for name in PORT_VARS})
     env["OPS_VAR_DIR"] = str(tmp_path / "var")
-    return env
+    yield env
+    # Whatever the test did (a start that timed out, a failed assertion), no process of this stack
+    # outlives it: a left-over stack holds ports and CPU for every later test.
+    for pid in _stack_pids(env["OPS_VAR_DIR"]):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _stack_pids(var_dir) -> set[int]:
