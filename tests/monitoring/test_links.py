@@ -1,5 +1,6 @@
 """Links of every alert come from one documented place (links: of the config), any host, respected by --check."""
 
+import re
 import shutil
 
 import pytest
@@ -69,10 +70,10 @@ def test_an_override_in_the_project_config_is_kept_by_generate_and_check(tmp_pat
 
 
 def test_the_project_names_its_links_in_ops_monitoring_yml():
-    """One place for the team to change: the project config names both links (and documents them)."""
+    """One place for the team to change: the project config names every link (and documents them)."""
     text = PROJECT_CONFIG.read_text()
     project = yaml.safe_load(text)
-    assert set(project["links"]) == {"runbook_url", "grafana_base_url"}
+    assert set(project["links"]) == {"runbook_url", "grafana_base_url", "source_url"}
     assert "{alert}" in project["links"]["runbook_url"]
 
 
@@ -91,3 +92,36 @@ def test_compressed_texts_speak_of_the_compressed_for_and_windows():
     page = fast["DjangoAvailabilityBudgetBurncritical"]["annotations"]["description"]
     assert "over the last 3 minutes (and the last 15 seconds)" in page, page  # 1h and 5m windows
     assert "hour" not in page and "minutes (and the last 5 minutes)" not in page
+
+
+def _rendered_runbooks(cfg):
+    from django_celery_ops.monitoring import runbooks
+    return runbooks.render_all(cfg, {name[:-3]: "" for name in runbooks.templates() if name != runbooks.INDEX})
+
+
+def test_an_adopters_runbooks_keep_no_link_to_the_demos_files():
+    # The templates link this repository's own files (../app/jobs/services.py): an adopter has none.
+    from django_celery_ops.monitoring import runbooks
+    assert any("](../" in text for text in runbooks.templates().values())  # what the rule below removes
+    pages = _rendered_runbooks(config.merge({}))
+    assert not [name for name, text in pages.items() if "](../" in text]
+    assert "[`job_rerun`](" not in pages["CeleryWorkerDown.md"] and "`job_rerun`" in pages["CeleryWorkerDown.md"]
+
+
+def test_project_file_links_follow_the_source_url_template():
+    cfg = config.merge({"links": {"source_url": "https://git.acme.example/shop/blob/main/{path}"}})
+    pages = _rendered_runbooks(cfg)
+    assert not [name for name, text in pages.items() if "](../" in text]
+    assert "](https://git.acme.example/shop/blob/main/app/jobs/services.py)" in pages["CeleryWorkerDown.md"]
+
+
+def test_the_demo_keeps_its_runbook_links_relative_and_they_resolve():
+    cfg = config.load(PROJECT_CONFIG)
+    for name, text in _rendered_runbooks(cfg).items():
+        for path in re.findall(r"\]\(\.\./([^)#\s]+)", text):
+            assert (REPO / path).exists(), f"runbooks/{name} links ../{path}, which does not exist"
+
+
+def test_a_source_url_without_the_path_fails_naming_the_key():
+    with pytest.raises(ConfigError, match=r"links\.source_url: .* has no \{path\}"):
+        config.merge({"links": {"source_url": "https://git.acme.example/shop"}})

@@ -117,6 +117,10 @@ def _validate(cfg):
     for key in ("runbook_url", "grafana_base_url"):
         if not re.match(r"^https?://[^/\s]+", cfg["links"][key]):
             raise ConfigError(f"links.{key}: {cfg['links'][key]!r} is not an http(s) URL")
+    source = cfg["links"].get("source_url", "")
+    if source and "{path}" not in source:
+        raise ConfigError(f"links.source_url: {source!r} has no {{path}} (a project file's path goes there, "
+                          "e.g. https://git.example.org/shop/blob/main/{path}), or '' for no links")
     for name in cfg["group_by"]:
         if not name.isidentifier():
             raise ConfigError(f"group_by: {name!r} is not a label name")

@@ -148,9 +148,21 @@ def render_query(cfg, query, alert_component=""):
     return "".join(out)
 
 
+# A template links the project's own files relative to the repository root ("](../app/jobs/services.py)").
+_SOURCE_LINK = re.compile(r"\[([^\]]*)\]\(\.\./([^)\s]+)\)")
+
+
+def _source_links(cfg, text):
+    """Point the links to project files at links.source_url, or keep their text unlinked when it is ''."""
+    source = cfg["links"].get("source_url", "")
+    if source:
+        return _SOURCE_LINK.sub(lambda m: f"[{m[1]}]({source.format(path=m[2])})", text)
+    return _SOURCE_LINK.sub(lambda m: m[1], text)
+
+
 def render(cfg, text, alert_component=""):
-    """Return one runbook: config values filled in, matchers added to its PromQL."""
-    text = _VAR.sub(lambda m: _value(cfg, m[1]), text)
+    """Return one runbook: config values filled in, matchers added to its PromQL, project links resolved."""
+    text = _source_links(cfg, _VAR.sub(lambda m: _value(cfg, m[1]), text))
     return _FENCE.sub(lambda m: m[1] + render_query(cfg, m[2], alert_component) + m[3], text)
 
 
