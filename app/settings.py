@@ -280,6 +280,8 @@ DJANGO_CELERY_OPS = {
     "SLOW_STACKS": env_bool("OBS_SLOW_STACKS", True),
     "STACKS_DIR": env_str("OBS_STACKS_DIR", str(VAR_DIR / "stacks")),
     "STACKS_KEEP": env_int("OBS_STACKS_KEEP", 200, minimum=1),
+    # The alerts' slow threshold must be the app's (check W009 compares them).
+    "MONITORING_CONFIG": env_str("OBS_MONITORING_CONFIG", str(BASE_DIR / "ops" / "monitoring.yml")),
     "SENTRY": {
         "DSN": env_str("SENTRY_DSN", ""),
         "ENVIRONMENT": env_str("SENTRY_ENVIRONMENT", DJANGO_ENV),

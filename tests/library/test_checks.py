@@ -96,6 +96,29 @@ def test_a_slow_threshold_that_is_not_a_bucket_is_W003(settings):
     assert _ids() == []
 
 
+def test_a_monitoring_config_with_another_slow_threshold_is_W009(settings, tmp_path):
+    monitoring = tmp_path / "monitoring.yml"
+    monitoring.write_text("slo:\n  latency_seconds: 2.5\n")
+    settings.DJANGO_CELERY_OPS = {"SLOW_REQUEST_SECONDS": 1.0, "MONITORING_CONFIG": str(monitoring)}
+    [warning] = [m for m in run_checks() if m.id == "django_celery_ops.W009"]
+    assert "slo.latency_seconds=2.5" in warning.msg and "SLOW_REQUEST_SECONDS']=1.0" in warning.msg
+    settings.DJANGO_CELERY_OPS = {"SLOW_REQUEST_SECONDS": 2.5, "MONITORING_CONFIG": str(monitoring)}
+    assert _ids() == []
+    settings.DJANGO_CELERY_OPS = {"SLOW_REQUEST_SECONDS": 2.5}  # not set: nothing to compare
+    assert _ids() == []
+
+
+@pytest.mark.parametrize("text,reason", [(None, "No such file"), ("slo: [", "not valid YAML"),
+                                         ("slo:\n  latency_seconds: soon\n", "slo.latency_seconds")])
+def test_a_monitoring_config_that_cannot_be_read_is_W009_saying_why(settings, tmp_path, text, reason):
+    monitoring = tmp_path / "monitoring.yml"
+    if text is not None:
+        monitoring.write_text(text)
+    settings.DJANGO_CELERY_OPS = {"MONITORING_CONFIG": str(monitoring)}
+    [warning] = [m for m in run_checks() if m.id == "django_celery_ops.W009"]
+    assert "cannot be read" in warning.msg and reason in warning.msg
+
+
 def test_a_missing_middleware_is_W004(settings):
     settings.MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
     assert _ids() == ["django_celery_ops.W004"]

@@ -19,6 +19,7 @@
 | E009 | profiling is on (PROFILE_DIR and a token or staff profiling) but pyinstrument (the [profiling] extra) is not installed |
 | W007 | PROFILE_TOKEN is shorter than 32 characters (guessable) |
 | W008 | profiling is configured but ProfilingMiddleware is not in MIDDLEWARE, or staff profiling is on and it sits above AuthenticationMiddleware |
+| W009 | MONITORING_CONFIG names a monitoring config whose slo.latency_seconds differs from SLOW_REQUEST_SECONDS, or that cannot be read |
 """
 from __future__ import annotations
 
@@ -241,5 +242,29 @@ def check_profiling(app_configs=None, **kwargs) -> list:
     return found
 
 
+@checks.register(checks.Tags.compatibility)
+def check_monitoring_config(app_configs=None, **kwargs) -> list:
+    """W009: the alerts' slow threshold (the monitoring config) and the app's must be the same bucket."""
+    path = "" if conf.problems() else conf.get("MONITORING_CONFIG")
+    if not path:
+        return []
+    setting = "DJANGO_CELERY_OPS['MONITORING_CONFIG']"
+    try:
+        from .monitoring import config as monitoring_config
+        latency = monitoring_config.load(path)["slo"]["latency_seconds"]
+    except ImportError as exc:
+        return [checks.Warning(f"{setting}={path!r} cannot be read: {exc}", id=_id("W009"),
+                               hint="pip install 'django-celery-ops[monitoring]', or unset the setting.")]
+    except (OSError, ValueError) as exc:  # a missing file; ConfigError and YAML errors are ValueErrors
+        return [checks.Warning(f"{setting}={path!r} cannot be read: {exc}", id=_id("W009"))]
+    slow = conf.get("SLOW_REQUEST_SECONDS")
+    if float(latency) == float(slow):
+        return []
+    return [checks.Warning(
+        f"{path}: slo.latency_seconds={latency!r} but DJANGO_CELERY_OPS['SLOW_REQUEST_SECONDS']={slow!r}: "
+        "DjangoSlowRequests and the latency SLO count a different request as slow than the app logs and counts",
+        id=_id("W009"), hint="Make them equal, then `django-celery-ops-monitoring generate`.")]
+
+
 __all__ = ["check_profiling", "check_sentry_sdk", "check_settings", "check_multiproc_dir", "check_multiproc_dir_set", "check_metrics_view",
-           "check_slow_bucket", "check_middleware", "check_db_engine"]
+           "check_slow_bucket", "check_middleware", "check_db_engine", "check_monitoring_config"]

@@ -70,6 +70,9 @@ DEFAULTS: dict = {
     "SLOW_STACKS": True,
     "STACKS_DIR": "",
     "STACKS_KEEP": 200,
+    # The project's monitoring config (django-celery-ops-monitoring --config): when set, check W009
+    # compares its slo.latency_seconds with SLOW_REQUEST_SECONDS ("" = not checked).
+    "MONITORING_CONFIG": "",
 }
 _SENTRY_KEYS = ("DSN", "ENVIRONMENT", "RELEASE", "TRACES_SAMPLE_RATE")
 
@@ -138,7 +141,7 @@ _VALIDATORS: dict[str, Callable] = {
     "SLOW_REQUEST_SECONDS": _positive, "LATENCY_BUCKETS": _buckets, "LOOP_LAG_INTERVAL_SECONDS": _positive,
     "LOOP_LAG_LOG_SECONDS": _positive, "TRUSTED_PROXIES": _proxies, "SENTRY": _sentry, "DB_METRICS": _bool,
     "PROFILE_DIR": _str, "PROFILE_TOKEN": _str, "PROFILE_STAFF": _bool, "PROFILE_KEEP": _count,
-    "SLOW_STACKS": _bool, "STACKS_DIR": _str, "STACKS_KEEP": _count,
+    "SLOW_STACKS": _bool, "STACKS_DIR": _str, "STACKS_KEEP": _count, "MONITORING_CONFIG": _str,
 }
 _cache: dict = {}
 
