@@ -492,20 +492,29 @@ def job_rerun(job_id, reason: str = "re-run by an operator") -> bool:
     return True
 
 
+RERUN_BATCH = _BATCH  # jobs one re-run call takes; the command says when more match
+
+
+def jobs_failed_matching(job_ids=(), *, failed_since=None, error_contains: str = ""):
+    """The failed jobs a re-run takes, oldest failure first: by id, failed since, error text."""
+    jobs = Job.objects.filter(state=State.FAILED)
+    if job_ids:
+        jobs = jobs.filter(pk__in=[uuid.UUID(str(pk)) for pk in job_ids])
+    if failed_since is not None:
+        jobs = jobs.filter(finished_at__gte=failed_since)
+    if error_contains:
+        jobs = jobs.filter(error__contains=error_contains)
+    return jobs.order_by("finished_at")
+
+
 def jobs_rerun_failed(job_ids=(), *, failed_since=None, error_contains: str = "",
                       reason: str = "re-run by an operator") -> tuple[list, list]:
     """Re-run the given failed jobs, or every job failed since `failed_since` whose error contains
     `error_contains`; return (re-run ids, [(id, why not)] skipped)."""
     job_ids = [uuid.UUID(str(pk)) for pk in job_ids]  # ValueError on a malformed id
-    jobs = Job.objects.filter(state=State.FAILED)
-    if job_ids:
-        jobs = jobs.filter(pk__in=list(job_ids))
-    if failed_since is not None:
-        jobs = jobs.filter(finished_at__gte=failed_since)
-    if error_contains:
-        jobs = jobs.filter(error__contains=error_contains)
+    jobs = jobs_failed_matching(job_ids, failed_since=failed_since, error_contains=error_contains)
     done, skipped = [], []
-    for pk in jobs.order_by("finished_at").values_list("pk", flat=True)[:_BATCH]:
+    for pk in jobs.values_list("pk", flat=True)[:RERUN_BATCH]:
         try:
             if job_rerun(pk, reason):
                 done.append(pk)

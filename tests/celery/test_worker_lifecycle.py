@@ -66,7 +66,7 @@ def test_graceful_stop_drops_the_worker_at_once_sigkill_reports_it_down_and_both
     stopped = time.monotonic()
     s = stack.wait_for(lambda: "leaving-host" not in _hosts(x := scrape(url), "celery_worker_up") and x, 5,
                        "the graceful worker's up series gone", interval=0.1)
-    assert _hosts(s, "celery_worker_up") == {"lost-host": 1}  # not yet judged: heartbeats are 2 s apart
+    assert set(_hosts(s, "celery_worker_up")) == {"lost-host"}  # still listed: silence is judged, not forgotten
     assert "leaving-host" not in _hosts(s, "celery_worker_tasks_active")
     assert _hosts(s, "celery_task_succeeded_total")["leaving-host"] == 1  # counts stay until the purge
     stack.wait_for(lambda: _hosts(scrape(url), "celery_worker_up") == {"lost-host": 0}, 10,

@@ -32,17 +32,30 @@ def stack_env(tmp_path):
 
 
 def _stack_pids(var_dir) -> set[int]:
-    """Every live process whose environment names this stack's var folder."""
-    pids = set()
-    needle = f"OPS_VAR_DIR={var_dir}".encode()
+    """Every live process of this stack: its environment or its command line names the var folder, or
+    its parent is one (nginx writes its process title over its environment, but its master's command
+    line names the folder, and its workers are the master's children)."""
+    env_needle, path_needle = f"OPS_VAR_DIR={var_dir}".encode(), str(var_dir).encode()
+    pids, parents = set(), {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    if needle in f.read().split(b"\0"):
-                        pids.add(int(entry))
-            except OSError:
-                pass
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                parents[int(entry)] = int(f.read().rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if env_needle in environ or path_needle in cmdline:
+            pids.add(int(entry))
+    grown = True
+    while grown:
+        children = {pid for pid, parent in parents.items() if parent in pids} - pids
+        grown = bool(children)
+        pids |= children
     return pids
 
 

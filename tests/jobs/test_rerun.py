@@ -85,6 +85,21 @@ def test_command_selects_recent_failures_by_error_and_dry_run_changes_nothing():
     assert Job.objects.get(pk=invalid.pk).state == State.FAILED
 
 
+def test_command_says_when_more_failed_jobs_match_than_one_run_takes(monkeypatch):
+    monkeypatch.setattr(services, "RERUN_BATCH", 2)
+    jobs = [_failed_export() for _ in range(3)]
+    out = io.StringIO()
+    call_command("jobs_rerun", "--failed-within", "3600", "--dry-run", stdout=out)
+    assert out.getvalue().count("would re-run") == 2 and "1 more failed job(s) match" in out.getvalue()
+    out = io.StringIO()
+    call_command("jobs_rerun", "--failed-within", "3600", stdout=out)
+    assert "2 job(s) queued again" in out.getvalue() and "1 more failed job(s) match" in out.getvalue()
+    assert sorted(Job.objects.get(pk=j.pk).state for j in jobs).count(Job.State.FAILED) == 1
+    out = io.StringIO()
+    call_command("jobs_rerun", "--failed-within", "3600", stdout=out)  # the second run takes the rest
+    assert "1 job(s) queued again" in out.getvalue() and "more failed" not in out.getvalue()
+
+
 def test_command_refuses_no_selection_and_malformed_ids():
     with pytest.raises(CommandError, match="job ids"):
         call_command("jobs_rerun")

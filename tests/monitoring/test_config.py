@@ -50,7 +50,7 @@ def test_an_empty_file_is_the_defaults(tmp_path):
     ({"threshold": {}}, "threshold"),
     ({"thresholds": {"slow_request_ratios": 0.1}}, "thresholds.slow_request_ratios"),
     ({"for": {"DjangoLatencyBudgetBurn": {"page": "2m"}}}, "for.DjangoLatencyBudgetBurn.page"),
-    ({"links": {"runbook_base_url": "x"}}, "links.runbook_base_url"),
+    ({"links": {"runbook_url_template": "x"}}, "links.runbook_url_template"),
 ])
 def test_an_unknown_key_is_an_error_naming_its_path(overrides, path):
     with pytest.raises(ConfigError, match=rf"unknown key '{re.escape(path)}'"):

@@ -125,3 +125,8 @@ def test_the_demo_keeps_its_runbook_links_relative_and_they_resolve():
 def test_a_source_url_without_the_path_fails_naming_the_key():
     with pytest.raises(ConfigError, match=r"links\.source_url: .* has no \{path\}"):
         config.merge({"links": {"source_url": "https://git.acme.example/shop"}})
+
+
+def test_the_old_runbook_base_key_names_its_replacement():
+    with pytest.raises(ConfigError, match=r"links\.runbook_base_url was replaced by links\.runbook_url.*\{alert\}"):
+        config.merge({"links": {"runbook_base_url": "https://wiki.acme.example/runbooks/"}})

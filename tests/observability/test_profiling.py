@@ -91,13 +91,11 @@ def test_a_sleeping_view_has_its_stack_written_while_it_still_runs(tier):
                                     headers={"X-Request-ID": "stuck-1"}))
 
     caller = threading.Thread(target=call)
-    started = time.monotonic()
     caller.start()
     path = _var(tier) / "stacks" / "stuck-1.txt"
     stack.wait_for(path.exists, 10, "the stack file of the running request", interval=0.05)
-    found_after = time.monotonic() - started
+    # The threshold is 0.5 s, the view sleeps 2 s, the timeout is 20 s: the file exists while it runs.
     assert caller.is_alive() and not answers, "the stack must be taken while the request still runs"
-    assert found_after < 1.9  # the threshold is 0.5 s; the view sleeps 2 s; the timeout is 20 s
     text = path.read_text()
     assert "request_id=stuck-1" in text and "view=drills:slow-view" in text
     assert "in slow_view" in text and "time.sleep(seconds)" in text

@@ -18,6 +18,7 @@ import glob
 import itertools
 import os
 import threading
+import time
 
 from prometheus_client import CollectorRegistry, values
 from prometheus_client import multiprocess as _mp
@@ -32,13 +33,23 @@ def directory() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+def _lock_slot(fd: int, tries: int = 3) -> bool:
+    """Take the slot's lock; a scrape's liveness probe holds it for microseconds, so try again briefly."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < tries:
+                time.sleep(0.002)
+    return False
+
+
 def _claim(path: str, role: str) -> tuple[int, str]:
     for n in itertools.count():
         ident = f"{role}-{n}"
         fd = os.open(os.path.join(path, f"{ident}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_slot(fd):
             os.close(fd)
             continue
         _mp.mark_process_dead(ident, path)  # the previous owner is dead: drop its live gauges

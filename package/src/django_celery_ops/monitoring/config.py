@@ -50,10 +50,19 @@ def merge(overrides, source="config"):
     return cfg
 
 
+# Keys of earlier releases, with what replaced them (0.2.0 -> 0.3.0).
+_RENAMED = {
+    "links.runbook_base_url": "links.runbook_base_url was replaced by links.runbook_url, a template with {{alert}}: "
+                              "for the old base write runbook_url: {value!r} + '{{alert}}.md'",
+}
+
+
 def _merge(base, override, path):
     merged = copy.deepcopy(base)
     for key, value in override.items():
         where = ".".join((*path, str(key)))
+        if where in _RENAMED:
+            raise ConfigError(_RENAMED[where].format(value=value))
         if key not in base:
             known = ", ".join(sorted(map(str, base)))
             raise ConfigError(f"unknown key {where!r} (known here: {known})")
