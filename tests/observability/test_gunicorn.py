@@ -124,6 +124,6 @@ def test_access_log_escapes_control_characters_from_the_request(start_tier):
     line = stack.wait_for(lambda: [ln for ln in tier.gunicorn.log().splitlines() if "/healthz?next=" in ln], 10,
                           "the access log line")
     assert len(line) == 1
-    assert re.fullmatch(r'127\.0\.0\.1 "GET /healthz\?next=%0d%0aFAKE HTTP/1\.1" 200 \d+ \d+ms "ua\\x85FAKE-LINE" rid=-',
+    assert re.fullmatch(r'127\.0\.0\.1 "GET /healthz\?next=%0d%0aFAKE HTTP/1\.1" 200 \d+ \d+ms "ua\\x85FAKE-LINE" rid=- xff=-',
                         line[0]), line[0]
     assert "\x85" not in tier.gunicorn.log()
