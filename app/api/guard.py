@@ -29,6 +29,7 @@ from django_celery_ops.middleware import count_refused, instrumentation_failed
 # Headers only a trusted proxy may set: the client's address and scheme, and X-Request-Start (a
 # forged start would fill the queue-time histogram and fire RequestQueueTimeHigh).
 _FORWARDED = (b"x-forwarded-", b"forwarded", b"x-real-ip", b"x-request-start")
+_FORWARDED_ENV = tuple("HTTP_" + p.decode().upper().replace("-", "_") for p in _FORWARDED)  # the same, as WSGI keys
 _IMPORT_SUFFIX = "/api/imports/"
 _CHUNK = 64 * 1024
 
@@ -219,8 +220,7 @@ def _count(status: int, method: str, started: float) -> None:
 
 def _wsgi_check(environ) -> None:
     if not trusted(environ.get("REMOTE_ADDR")):
-        for key in [k for k in environ if k.startswith(("HTTP_X_FORWARDED_", "HTTP_FORWARDED", "HTTP_X_REAL_IP",
-                                                                      "HTTP_X_REQUEST_START"))]:
+        for key in [k for k in environ if k.startswith(_FORWARDED_ENV)]:
             del environ[key]
     chunked = "HTTP_TRANSFER_ENCODING" in environ
     raw = environ.get("CONTENT_LENGTH", "")

@@ -4,7 +4,7 @@
 
 ours/web:      django_celery_ops.metrics_server.make_server (the web tier's metrics server, whatever
                reader and render path it wires in), PROMETHEUS_MULTIPROC_DIR=DIR as ops/Procfile sets it.
-ours/exporter: django_celery_ops.exporter.Exporter(...).start() (its registry and HTTP handler), with
+ours/exporter: django_celery_ops.exporter.Exporter(...).start() (its HTTP handler), with
                EXPORTER_METRICS_DIR=DIR, an in-memory broker and cluster metrics off (the queue and
                worker gauges are a few series, not what this bench measures).
 stock:         prometheus_client's MultiProcessCollector on a fresh CollectorRegistry, served by

@@ -213,6 +213,7 @@ class Result:
     resolved_after: float | None = None  # seconds from removal until no expected alert fired
     seen: set[str] = field(default_factory=set)  # every alert that fired during the drill
     unexpected: set[str] = field(default_factory=set)
+    diagnosis: dict = field(default_factory=dict)  # alert -> its runbook queries' results while it fired
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     window: tuple[float, float, float] | None = None  # injected, removed, ended (unix times)
     error: str | None = None

@@ -120,7 +120,6 @@ def run_drill(stack: Stack, drill: Drill) -> Result:
     drill still resolving (a burned SLO budget takes a while) are carried over, not counted.
     """
     result = Result(drill.name, list(drill.expected))
-    result.diagnosis = {}  # alert -> diagnose() of its runbook queries while it fired (CAUSES)
     causes = CAUSES.get(drill.name, {})
     wait_quiet(stack, names=set(drill.expected))
     carried = stack.alerts("firing") | stack.alerts("pending")
@@ -239,7 +238,7 @@ def _plot(result: Result, path: Path) -> None:
 
 def write_report(results: list[Result], out: Path, note: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    summaries = [{**r.summary(), "diagnosis": getattr(r, "diagnosis", {})} for r in results]
+    summaries = [{**r.summary(), "diagnosis": r.diagnosis} for r in results]
     (out / "report.json").write_text(json.dumps(summaries, indent=2))
     lines = [f"# Drill report {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "", note, "",
              "| drill | ok | expected alerts | time to fire (s) | time to notify (s) | resolved after (s) | "
@@ -253,7 +252,7 @@ def write_report(results: list[Result], out: Path, note: str = "") -> Path:
                      f"{notify} | {resolved} | {', '.join(sorted(r.unexpected)) or 'none'} |")
         if r.window and (r.series or r.expected):
             _plot(r, out / f"{r.name}.png")
-    diagnosed = [(r.name, alert, d) for r in results for alert, d in getattr(r, "diagnosis", {}).items()]
+    diagnosed = [(r.name, alert, d) for r in results for alert, d in r.diagnosis.items()]
     if diagnosed:
         lines += ["", "Runbook diagnosis on the live fault (the alert's Diagnosis queries, placeholders from its labels):",
                   "", "| drill | alert | queries with data | problems |", "|---|---|---|---|"]

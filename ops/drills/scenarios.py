@@ -37,7 +37,8 @@ class Drill:
 
 def _load(url: str, clients: int, pause: float = 0.0, timeout: float = 30.0) -> Callable[[Stack], Remove]:
     def inject(stack: Stack) -> Remove:
-        load = Load(url.format(web=stack.url("WEB_PORT"), asgi=stack.url("ASGI_PORT")), clients, timeout, pause)
+        load = Load(url.format(web=stack.url("WEB_PORT"), asgi=stack.url("ASGI_PORT"), nginx=stack.url("NGINX_PORT")),
+                    clients, timeout, pause)
         return load.stop
     return inject
 
@@ -177,13 +178,6 @@ _GRACEFUL_WORKER_RESTART = _GracefulWorkerRestart()
 
 # --- proxy drills (nginx in front of both tiers, docs/proxy.md) ------------------------------
 
-def _nginx_load(port_var: str, path: str, clients: int, pause: float = 0.0, timeout: float = 30.0):
-    """Closed-loop load through nginx (NGINX_PORT -> WSGI, NGINX_ASGI_PORT -> ASGI)."""
-    def inject(stack: Stack) -> Remove:
-        return Load(stack.url(port_var) + path, clients, timeout, pause).stop
-    return inject
-
-
 def _staggered_nginx_load(port_var: str, path: str, clients: int, every: float):
     """Closed-loop clients through nginx, started `every` seconds apart, so their answers spread out.
 
@@ -191,8 +185,6 @@ def _staggered_nginx_load(port_var: str, path: str, clients: int, every: float):
     time) shows no rate until a second increment: spread 504s reach the alert sooner.
     """
     def inject(stack: Stack) -> Remove:
-        import time
-
         loads = []
         for n in range(clients):
             if n:
@@ -615,7 +607,7 @@ _CATALOG: dict[str, Drill] = {d.name: d for d in [
            "listen backlog": 'gunicorn_listen_backlog{job="django-wsgi"}'},
           check=_SLOW_CLIENTS_DIRECT.check),
     Drill("queue-time", "0.5 s views, 5 clients through nginx on 2 sync workers: requests wait for a worker",
-          _nginx_load("NGINX_PORT", "/drills/slow-view/?seconds=0.5", clients=5),
+          _load("{nginx}/drills/slow-view/?seconds=0.5", clients=5),
           ["RequestQueueTimeHigh"],
           {"GunicornWorkersSaturated": "the fault is saturation: every worker is busy",
            "GunicornRequestsQueued": "the waiting requests sit in gunicorn's listen backlog"},

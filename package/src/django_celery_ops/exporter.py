@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 
 from celery.events.receiver import EventReceiver
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from .env import env_float, env_int, env_list, env_str
@@ -117,11 +116,11 @@ class Exporter:
         # /metrics serves these in order: the workers' slot files (read incrementally; a dead process's
         # live gauges leave), the policy's counters, this process's own gauges.
         self.collectors: list = [self.policy, self]
+        self.reader = None
         if config.metrics_dir:
             os.makedirs(config.metrics_dir, exist_ok=True)  # the exporter may start before any worker
-            self.collectors.insert(0, SlotReader(config.metrics_dir, series_filter=self.policy))
-        self.registry = CollectorRegistry(auto_describe=False)  # the same as prometheus_client families (slow)
-        self.registry.register(exposition.Families(self.collectors))
+            self.reader = SlotReader(config.metrics_dir, series_filter=self.policy)
+            self.collectors.insert(0, self.reader)
 
     # --- broker polling ---------------------------------------------------------------------
     def poll_once(self, connection) -> None:
@@ -244,8 +243,8 @@ class Exporter:
     def start(self) -> ThreadingHTTPServer:
         server = ThreadingHTTPServer((self.config.host, self.config.port), _handler(self))
         server.daemon_threads = True
-        if isinstance(self.collectors[0], SlotReader):
-            self.collectors[0].warm()  # index the workers' files before the first scrape asks
+        if self.reader:
+            self.reader.warm()  # index the workers' files before the first scrape asks
         self._threads = [threading.Thread(target=target, name=name, daemon=True) for target, name in [
             (self._poll_loop, "broker-poll"), (self._event_loop, "worker-events"), (server.serve_forever, "http")]]
         for thread in self._threads:

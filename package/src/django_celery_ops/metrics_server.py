@@ -17,7 +17,6 @@ import sys
 import threading
 from http.server import ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry
 
 from . import cardinality, exposition, multiprocess, slotreader, tier
 
@@ -26,13 +25,6 @@ def make_collectors(directory: str) -> list:
     """What /metrics serves: the slot files (incremental reader, views capped), the cap's counters, the tier."""
     policy = cardinality.web_policy()  # views and task names capped (docs/scaling.md)
     return [slotreader.SlotReader(directory, series_filter=policy), policy, tier.TierCollector(directory)]
-
-
-def make_registry(directory: str) -> CollectorRegistry:
-    """The same as a prometheus_client registry (a slow path: the server itself streams make_collectors)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(exposition.Families(make_collectors(directory)))
-    return registry
 
 
 def make_server(host: str, port: int, directory: str) -> ThreadingHTTPServer:
@@ -69,4 +61,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["main", "make_collectors", "make_registry", "make_server"]
+__all__ = ["main", "make_collectors", "make_server"]

@@ -31,7 +31,6 @@ An optional `series_filter` (cardinality.SeriesPolicy) is asked once per key wha
 from __future__ import annotations
 
 import array
-import fcntl
 import itertools
 import json
 import os
@@ -42,6 +41,7 @@ from bisect import bisect_right
 from operator import add, itemgetter
 
 from . import exposition
+from .multiprocess import _slot_alive  # the same liveness rule as the reference collector
 
 CHUNK_BYTES = 1 << 20  # values are read through one buffer of this size: memory bounded by it, not the files
 TYPES = ("counter", "gauge", "histogram", "summary")
@@ -81,21 +81,6 @@ def _column_getter(positions: list[int]):
             return lambda values, n=len(positions): values if len(values) == n else values[:n]
         return itemgetter(slice(first, first + len(positions)))
     return _tuple_getter(positions)
-
-
-def _slot_alive(path: str, ident: str) -> bool:
-    """True while a process holds the slot's lock (or when there is no lock file to tell)."""
-    try:
-        fd = os.open(os.path.join(path, f"{ident}.lock"), os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 class _File:

@@ -149,10 +149,10 @@ def _text_durations(rule):
     return list(dict.fromkeys(found))
 
 
-def _compress_texts(rule, original, factor):
+def _compress_texts(rule, factor):
     """Rewrite the durations in words of summary and description ('for 5 minutes') to the compressed ones."""
     words = {}
-    for text in _text_durations(original):
+    for text in _text_durations(rule):
         human = human_duration(text)
         if human != text:
             words.setdefault(human, human_duration(_compress_duration(text, factor)))
@@ -178,8 +178,7 @@ def compress(groups, factor):
     groups = copy.deepcopy(groups)
     for group in groups:
         for rule in group["rules"]:
-            original = copy.deepcopy(rule)
-            _compress_texts(rule, original, factor)
+            _compress_texts(rule, factor)  # before expr and for change: it reads their durations
             rule["expr"] = _RANGE.sub(lambda m: f"[{_compress_duration(m[1], factor)}{m[2] or ''}]", rule["expr"])
             if "for" in rule:
                 rule["for"] = _compress_duration(rule["for"], factor)
