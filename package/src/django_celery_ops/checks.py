@@ -195,10 +195,6 @@ def _unwritable(path: str) -> str | None:
     return None
 
 
-def _profiling_on() -> bool:
-    return bool(conf.get("PROFILE_DIR")) and bool(conf.get("PROFILE_TOKEN") or conf.get("PROFILE_STAFF"))
-
-
 @checks.register(checks.Tags.compatibility)
 def check_profiling(app_configs=None, **kwargs) -> list:
     """E008/E009/W007/W008: profiles and slow stacks can be written; the token is not guessable."""
@@ -207,7 +203,7 @@ def check_profiling(app_configs=None, **kwargs) -> list:
     from . import profiling
 
     found = []
-    folders = [("PROFILE_DIR", conf.get("PROFILE_DIR"))] if _profiling_on() else []
+    folders = [("PROFILE_DIR", conf.get("PROFILE_DIR"))] if profiling.enabled() else []
     if conf.get("SLOW_STACKS") and conf.get("STACKS_DIR"):
         folders.append(("STACKS_DIR", conf.get("STACKS_DIR")))
     for key, path in folders:
@@ -222,7 +218,7 @@ def check_profiling(app_configs=None, **kwargs) -> list:
             "server profile (and slow down) their requests", id=_id("W007"),
             hint=f"Use at least {profiling.MIN_TOKEN_LENGTH} random characters, e.g. "
                  "python -c 'import secrets; print(secrets.token_urlsafe(32))'."))
-    if not _profiling_on():
+    if not profiling.enabled():
         return found
     try:
         import pyinstrument  # noqa: F401

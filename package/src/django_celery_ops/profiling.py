@@ -45,6 +45,11 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # middleware.py's: safe a
 HTML, SPEEDSCOPE = ".html", ".speedscope.json"
 
 
+def enabled() -> bool:
+    """Profiling is on: a folder, and a token or staff profiling (the middleware and check E008/E009 agree)."""
+    return bool(conf.get("PROFILE_DIR")) and bool(conf.get("PROFILE_TOKEN") or conf.get("PROFILE_STAFF"))
+
+
 def request_id_of(request) -> str:
     """The id RequestMiddleware gave the request; without it, a valid X-Request-Id, else a new one."""
     rid = getattr(request, "request_id", None)
@@ -93,7 +98,7 @@ class ProfilingMiddleware:
         self.token = token.encode() if token else b""
         self.staff = conf.get("PROFILE_STAFF")
         self.keep = conf.get("PROFILE_KEEP")
-        if not self.directory or not (self.token or self.staff):
+        if not enabled():
             raise MiddlewareNotUsed("profiling is off: no PROFILE_DIR, or neither PROFILE_TOKEN nor PROFILE_STAFF")
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
@@ -215,4 +220,4 @@ class ProfilingMiddleware:
             log.warning("could not write the profile", exc_info=True)
 
 
-__all__ = ["HEADER", "MIN_TOKEN_LENGTH", "ProfilingMiddleware", "STAFF_PARAMETER", "prune", "request_id_of"]
+__all__ = ["HEADER", "enabled", "MIN_TOKEN_LENGTH", "ProfilingMiddleware", "STAFF_PARAMETER", "prune", "request_id_of"]
