@@ -13,6 +13,7 @@ setting is checked here, so a wrong value fails at render time with its name, no
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import sys
@@ -79,24 +80,49 @@ def settings(env: dict) -> dict:
     if values["NGINX_WORKER_PROCESSES"] != "auto" and not values["NGINX_WORKER_PROCESSES"].isdigit():
         raise ValueError("NGINX_WORKER_PROCESSES must be a number or auto")
     values["NGINX_CLIENT_MAX_BODY_SIZE"] = str(int(values["JOBS_MAX_UPLOAD_BYTES"]) + MULTIPART_OVERHEAD_BYTES)
+    trusted_proxies(values)
     return values
 
 
-def render(env: dict, var_dir: str | Path, error_log: str = "stderr", access_log: str | None = None) -> str:
-    """Return the nginx.conf text for env; state under var_dir/nginx, the access log in var_dir/log."""
+def trusted_proxies(values: dict) -> list[str]:
+    """NGINX_SET_REAL_IP_FROM as a list of addresses/networks (each one checked: nginx's geo needs an IP or CIDR)."""
+    nets = [net.strip() for net in values["NGINX_SET_REAL_IP_FROM"].split(",") if net.strip()]
+    for net in nets:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ValueError(f"NGINX_SET_REAL_IP_FROM must list addresses or networks, not {net!r}") from None
+    return nets
+
+
+def render(env: dict, var_dir: str | Path, error_log: str = "stderr", access_log: str | None = None, *,
+           pid: str | None = None, workers_as_root: bool | None = None, status_host: str = "127.0.0.1",
+           status_allow: tuple[str, ...] = ("127.0.0.1",)) -> str:
+    """Return the nginx.conf text for env; state under var_dir/nginx, the access log in var_dir/log.
+
+    The keywords are where a variant differs (render_docker): the pid file (default
+    var_dir/run/nginx.pid), whether the workers run as root (default: when run as root), the
+    address stub_status listens on and the networks allowed to read it.
+    """
     values = settings(env)
     var_dir = Path(var_dir)
     values["NGINX_VAR"] = str(var_dir / "nginx")
-    values["NGINX_PID"] = str(var_dir / "run" / "nginx.pid")
+    values["NGINX_PID"] = pid or str(var_dir / "run" / "nginx.pid")
+    values["NGINX_PID_NOTE"] = "" if pid else (
+        "   # with the stack's other pid files: scripts/down.sh stops what supervisord left")
     values["NGINX_ERROR_LOG"] = error_log
     values["NGINX_ACCESS_LOG"] = access_log or str(var_dir / "log" / "nginx-access.log")
     # As root, the workers run as the user who started the stack (as every other process of it):
     # nginx's default `nobody` cannot enter a 0700 var folder to buffer request bodies.
-    values["USER_LINE"] = "user root;\n" if os.geteuid() == 0 else ""
-    real_ip = [net.strip() for net in values["NGINX_SET_REAL_IP_FROM"].split(",") if net.strip()]
+    workers_as_root = os.geteuid() == 0 if workers_as_root is None else workers_as_root
+    values["USER_LINE"] = "user root;\n" if workers_as_root else ""
+    values["NGINX_STATUS_LISTEN_HOST"] = status_host
+    values["STATUS_ALLOW_LINES"] = "".join(f"            allow {net};\n" for net in status_allow)
+    real_ip = trusted_proxies(values)
     values["REAL_IP_LINES"] = "".join(
         [f"    set_real_ip_from {net};\n" for net in real_ip]
         + (["    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;\n"] if real_ip else []))
+    values["TRUSTED_PEER_LINES"] = "".join(f"        {net} 1;\n" for net in real_ip)  # the same peers
 
     def substitute(match):
         return str(values[match[1]])
@@ -125,13 +151,11 @@ DOCKER_ACCESS_LOG = "/var/log/nginx-ops/access.log"
 
 
 def render_docker() -> str:
-    text = render(DOCKER_ENV, DOCKER_VAR, error_log="stderr", access_log=DOCKER_ACCESS_LOG)
-    text = re.sub(r"(?m)^pid .*$", f"pid {DOCKER_VAR}/nginx/nginx.pid;", text, count=1)
     # The container's nginx starts as root and may drop to nobody: its folders are its own.
-    text = text.replace("user root;\n", "")
     # stub_status must answer the exporter's container: the compose network, not only loopback.
-    return text.replace("listen 127.0.0.1:8082;", "listen 0.0.0.0:8082;").replace(
-        "            allow 127.0.0.1;\n", "            allow 127.0.0.1;\n            allow 172.16.0.0/12;\n")
+    return render(DOCKER_ENV, DOCKER_VAR, error_log="stderr", access_log=DOCKER_ACCESS_LOG,
+                  pid=f"{DOCKER_VAR}/nginx/nginx.pid", workers_as_root=False, status_host="0.0.0.0",
+                  status_allow=("127.0.0.1", "172.16.0.0/12"))
 
 
 def main(argv=None) -> int:

@@ -4,6 +4,7 @@ The integration tests share one real WSGI tier (gunicorn, 2 sync workers) per mo
 threshold, a gunicorn timeout of 20 s, a profiling token and the folders under its var/.
 """
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -35,13 +36,29 @@ def _var(tier) -> Path:
     return tier.metrics_dir.parents[1]
 
 
+def _named(folder: Path, rid: str, suffix: str) -> list[Path]:
+    """The files of request id rid in folder, named <UTC time>-<pid>-<rid><suffix> (profiling.file_stem)."""
+    form = re.compile(r"\d{8}T\d{6}\.\d{6}Z-\d+-" + re.escape(rid) + r"(~\d+)?" + re.escape(suffix))
+    return sorted(p for p in folder.iterdir() if form.fullmatch(p.name)) if folder.is_dir() else []
+
+
+def _rids(folder: Path, suffix: str) -> list[str]:
+    """The request ids of folder's files ending in suffix, in name order (= time order)."""
+    return [p.name.split("-", 2)[2][:-len(suffix)] for p in sorted(folder.iterdir()) if p.name.endswith(suffix)]
+
+
+def _one(folder: Path, rid: str, suffix: str) -> Path:
+    [path] = _named(folder, rid, suffix)
+    return path
+
+
 @pytest.mark.integration
 def test_a_request_with_the_token_is_profiled_and_the_profile_names_the_slow_view(tier):
     response = requests.get(f"{tier.url}/drills/slow-view/?seconds=0.6", timeout=10,
                             headers={"X-Profile-Token": TOKEN, "X-Request-ID": "prof-slow-1"})
     assert response.ok and response.headers["X-Request-ID"] == "prof-slow-1"
-    html = _var(tier) / "profiles" / "prof-slow-1.html"
-    speedscope = json.loads((_var(tier) / "profiles" / "prof-slow-1.speedscope.json").read_text())
+    html = _one(_var(tier) / "profiles", "prof-slow-1", ".html")
+    speedscope = json.loads(html.with_name(html.name[:-len(".html")] + ".speedscope.json").read_text())
     names = {frame["name"] for frame in speedscope["shared"]["frames"]}
     assert "slow_view" in names, sorted(names)[:40]
     assert any(f["name"] == "slow_view" and f["file"].endswith("app/drills/views.py")
@@ -66,7 +83,7 @@ def test_no_profile_is_written_without_the_token(tier, rid, headers):
     response = requests.get(f"{tier.url}/drills/slow-view/?seconds=0&_profile=1", timeout=10,
                             headers={**headers, "X-Request-ID": rid})
     assert response.ok and response.headers["X-Request-ID"] == rid
-    assert not list((_var(tier) / "profiles").glob(f"{rid}*"))
+    assert not list((_var(tier) / "profiles").glob(f"*{rid}*"))
     assert f"request_id={rid} " not in tier.gunicorn.log()
 
 
@@ -76,10 +93,21 @@ def test_only_the_newest_profiles_are_kept(tier):
         assert requests.get(f"{tier.url}/healthz", timeout=10,
                             headers={"X-Profile-Token": TOKEN, "X-Request-ID": f"keep-{n}"}).ok
         time.sleep(0.01)  # distinct modification times
-    html = sorted(p.name for p in (_var(tier) / "profiles").glob("*.html"))
-    assert html == ["keep-2.html", "keep-3.html", "keep-4.html"]  # PROFILE_KEEP=3
-    assert sorted(p.name for p in (_var(tier) / "profiles").glob("*.speedscope.json")) == [
-        "keep-2.speedscope.json", "keep-3.speedscope.json", "keep-4.speedscope.json"]
+    profiles = _var(tier) / "profiles"
+    assert _rids(profiles, ".html")[-3:] == ["keep-2", "keep-3", "keep-4"]  # PROFILE_KEEP=3
+    assert len(_rids(profiles, ".html")) == 3
+    assert _rids(profiles, ".speedscope.json") == _rids(profiles, ".html")  # each with its companion
+
+
+@pytest.mark.integration
+def test_a_request_reusing_an_id_gets_a_profile_of_its_own(tier):
+    """X-Request-ID is the client's: a second request with the same id never overwrites the first's profile."""
+    for seconds in ("0.05", "0.06"):
+        assert requests.get(f"{tier.url}/drills/slow-view/?seconds={seconds}", timeout=10,
+                            headers={"X-Profile-Token": TOKEN, "X-Request-ID": "reused-1"}).ok
+    first, second = _named(_var(tier) / "profiles", "reused-1", ".html")  # PROFILE_KEEP=3: both kept
+    assert first.stat().st_mode & 0o777 == 0o600 and second.stat().st_mode & 0o777 == 0o600
+    assert len(_named(_var(tier) / "profiles", "reused-1", ".speedscope.json")) == 2
 
 
 @pytest.mark.integration
@@ -92,8 +120,9 @@ def test_a_sleeping_view_has_its_stack_written_while_it_still_runs(tier):
 
     caller = threading.Thread(target=call)
     caller.start()
-    path = _var(tier) / "stacks" / "stuck-1.txt"
-    stack.wait_for(path.exists, 10, "the stack file of the running request", interval=0.05)
+    stack.wait_for(lambda: _named(_var(tier) / "stacks", "stuck-1", ".txt"), 10,
+                   "the stack file of the running request", interval=0.05)
+    path = _one(_var(tier) / "stacks", "stuck-1", ".txt")
     # The threshold is 0.5 s, the view sleeps 2 s, the timeout is 20 s: the file exists while it runs.
     assert caller.is_alive() and not answers, "the stack must be taken while the request still runs"
     text = path.read_text()
@@ -140,7 +169,8 @@ def test_a_staff_session_asking_is_profiled_a_plain_user_and_an_unasking_staff_a
     client.force_login(staff)
     assert client.get("/healthz", HTTP_X_REQUEST_ID="staff-unasked").status_code == 200
     assert client.get("/healthz?_profile=1", HTTP_X_REQUEST_ID="staff-1").status_code == 200
-    assert sorted(p.name for p in profiled.iterdir()) == ["staff-1.html", "staff-1.speedscope.json"]
+    assert _rids(profiled, ".html") == ["staff-1"] and _rids(profiled, ".speedscope.json") == ["staff-1"]
+    assert len(list(profiled.iterdir())) == 2
 
 
 def test_the_profile_path_is_on_the_request_for_the_slow_request_log(profiled, rf):
@@ -153,11 +183,12 @@ def test_the_profile_path_is_on_the_request_for_the_slow_request_log(profiled, r
     middleware = profiling.ProfilingMiddleware(get_response)
     request = rf.get("/x", HTTP_X_PROFILE_TOKEN=TOKEN, HTTP_X_REQUEST_ID="attr-1")
     middleware(request)
-    assert request.django_celery_ops_profile == str(profiled / "attr-1.html")
-    assert (profiled / "attr-1.html").stat().st_mode & 0o777 == 0o600  # code paths and timings: this user only
+    html = _one(profiled, "attr-1", ".html")
+    assert request.django_celery_ops_profile == str(html)
+    assert html.stat().st_mode & 0o777 == 0o600  # code paths and timings: this user only
     unasked = rf.get("/x", HTTP_X_REQUEST_ID="attr-2")
     middleware(unasked)
-    assert not hasattr(unasked, "django_celery_ops_profile") and not (profiled / "attr-2.html").exists()
+    assert not hasattr(unasked, "django_celery_ops_profile") and not _named(profiled, "attr-2", ".html")
 
 
 def test_off_costs_about_a_dict_lookup_per_request(profiled, rf):
@@ -205,7 +236,7 @@ print("after", "pyinstrument" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["before", "False", "after", "True"]
-    assert (tmp_path / "lazy-1.html").exists()
+    assert _named(tmp_path, "lazy-1", ".html")
 
 
 # --- the ASGI tier: a sync view runs in a thread, an async view in the loop ------------------------
@@ -231,7 +262,7 @@ def test_asgi_profiles_name_the_view_sync_in_its_thread_async_in_the_loop(asgi_t
     response = requests.get(f"{asgi_tier.url}/drills/{drill}/?seconds=0.3", timeout=10,
                             headers={"X-Profile-Token": TOKEN, "X-Request-ID": rid})
     assert response.ok
-    speedscope = json.loads((_var(asgi_tier) / "profiles" / f"{rid}.speedscope.json").read_text())
+    speedscope = json.loads(_one(_var(asgi_tier) / "profiles", rid, ".speedscope.json").read_text())
     names = {frame["name"] for frame in speedscope["shared"]["frames"]}
     assert function in names, sorted(names)[:60]
     assert not list((_var(asgi_tier) / "profiles").glob("noprof*"))
@@ -247,8 +278,9 @@ def test_asgi_slow_requests_have_their_stack_written_while_running(asgi_tier, dr
     caller = threading.Thread(target=requests.get, args=(f"{asgi_tier.url}/drills/{drill}/?seconds=2",),
                               kwargs={"timeout": 30, "headers": {"X-Request-ID": rid}})
     caller.start()
-    path = _var(asgi_tier) / "stacks" / f"{rid}.txt"
-    stack.wait_for(path.exists, 10, "the stack file of the running request", interval=0.05)
+    stack.wait_for(lambda: _named(_var(asgi_tier) / "stacks", rid, ".txt"), 10,
+                   "the stack file of the running request", interval=0.05)
+    path = _one(_var(asgi_tier) / "stacks", rid, ".txt")
     assert caller.is_alive()
     text = path.read_text()
     first = text.split("\n\nThread", 2)[1]  # the first thread shown

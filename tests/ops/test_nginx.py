@@ -4,6 +4,8 @@ One gunicorn (the WSGI tier, 2 sync workers, the drill views on) behind one ngin
 ops/nginx/render.py, with mtail (ops/nginx/nginx.mtail) and prometheus-nginx-exporter beside
 it. nginx's ASGI side points at a closed port: its answers are nginx's own 502s. Short proxy
 read timeout (2 s) so a 504 takes two seconds; gunicorn's timeout stays above it for the test.
+127.0.0.3 stands for a load balancer in front of nginx (NGINX_SET_REAL_IP_FROM); 127.0.0.1 and
+127.0.0.2 are peers nginx does not trust.
 """
 import json
 import re
@@ -31,6 +33,7 @@ from tests.support.stack import ROOT
 
 pytestmark = pytest.mark.integration
 UPLOAD_LIMIT = 1000  # JOBS_MAX_UPLOAD_BYTES of this test's nginx and app
+LOAD_BALANCER = "127.0.0.3"  # the one peer nginx trusts (NGINX_SET_REAL_IP_FROM)
 render = load_module(ROOT / "ops" / "nginx" / "render.py")
 
 
@@ -46,7 +49,7 @@ def proxy(tmp_path_factory):
     gunicorn, wsgi_url = start_gunicorn(env, var)
     try:
         nginx = start_nginx(var, wsgi_url, None, NGINX_PROXY_READ_TIMEOUT="2",
-                            JOBS_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT))
+                            JOBS_MAX_UPLOAD_BYTES=str(UPLOAD_LIMIT), NGINX_SET_REAL_IP_FROM=f"{LOAD_BALANCER}/32")
         mtail = start_mtail(var / "mtail", nginx.access_log)
         exporter = start_nginx_exporter(var / "exporter", nginx.status_url)
     except BaseException:
@@ -124,7 +127,10 @@ def test_nginx_config_is_valid_and_derives_limits_and_timeouts_from_the_stack_en
     assert values["NGINX_CLIENT_MAX_BODY_SIZE"] == str(1048576 + 16 * 1024)
     with pytest.raises(ValueError, match="NGINX_PROXY_READ_TIMEOUT"):
         render.settings({"NGINX_PROXY_READ_TIMEOUT": "35s"})
-    conf = render.write({"NGINX_PORT": "18080"}, tmp_path / "nginx.conf", tmp_path)
+    with pytest.raises(ValueError, match="NGINX_SET_REAL_IP_FROM"):
+        render.settings({"NGINX_SET_REAL_IP_FROM": "10.0.0.0/8, lb.example"})
+    conf = render.write({"NGINX_PORT": "18080", "NGINX_SET_REAL_IP_FROM": "10.0.0.0/8, 192.0.2.7, 2001:db8::/32"},
+                        tmp_path / "nginx.conf", tmp_path)
     import subprocess
 
     result = subprocess.run(["nginx", "-t", "-e", "stderr", "-p", str(tmp_path / "nginx"), "-c", str(conf)],
@@ -134,6 +140,18 @@ def test_nginx_config_is_valid_and_derives_limits_and_timeouts_from_the_stack_en
 
 def test_committed_docker_config_is_rendered_from_the_template():
     assert (ROOT / "ops" / "docker" / "nginx.conf").read_text().split("\n", 1)[1] == render.render_docker()
+
+
+def test_the_docker_variant_is_the_local_rendering_with_its_own_values_not_a_patched_text():
+    """render_docker passes its values into the template; the text patching it replaced gives the same text."""
+    import re as _re
+
+    local = render.render(render.DOCKER_ENV, render.DOCKER_VAR, error_log="stderr",
+                          access_log=render.DOCKER_ACCESS_LOG, workers_as_root=True)
+    patched = _re.sub(r"(?m)^pid .*$", f"pid {render.DOCKER_VAR}/nginx/nginx.pid;", local, count=1)
+    patched = patched.replace("user root;\n", "").replace("listen 127.0.0.1:8082;", "listen 0.0.0.0:8082;").replace(
+        "            allow 127.0.0.1;\n", "            allow 127.0.0.1;\n            allow 172.16.0.0/12;\n")
+    assert patched != local and render.render_docker() == patched
 
 
 def test_oversized_upload_is_refused_at_the_edge_with_the_apps_json_shape(proxy):
@@ -180,6 +198,29 @@ def test_real_client_ip_reaches_django_and_untrusted_forwarded_headers_do_not(pr
     # Straight to gunicorn from a peer outside OBS_TRUSTED_PROXIES: the guard drops the claim.
     direct = json.loads(_raw(_port(wsgi_url), request, source="127.0.0.2").partition(b"\r\n\r\n")[2])
     assert direct["remote_addr"] == "127.0.0.2" and direct["HTTP_X_FORWARDED_FOR"] is None
+
+
+def _forwarded(port: int, source: str, proto: str | None, forwarded_for: str | None = None) -> dict:
+    """What the app saw of a request from source claiming X-Forwarded-Proto: proto (drills:request-headers)."""
+    head = "".join(f"{name}: {value}\r\n" for name, value in
+                   (("X-Forwarded-Proto", proto), ("X-Forwarded-For", forwarded_for)) if value)
+    request = f"GET /drills/request-headers/ HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}Connection: close\r\n\r\n"
+    return json.loads(_raw(port, request.encode(), source=source).partition(b"\r\n\r\n")[2])
+
+
+def test_forwarded_proto_is_believed_only_from_the_trusted_load_balancer(proxy):
+    """TLS ends at the load balancer: its X-Forwarded-Proto: https reaches Django; anyone else's is nginx's scheme."""
+    port = _port(proxy["nginx"].url)
+    seen = _forwarded(port, LOAD_BALANCER, "https", forwarded_for="203.0.113.7")
+    assert seen["HTTP_X_FORWARDED_PROTO"] == "https" and seen["scheme"] == "https"  # SECURE_PROXY_SSL_HEADER
+    assert seen["HTTP_X_REAL_IP"] == "203.0.113.7"  # the same trusted peers: realip takes its client address
+    assert _forwarded(port, LOAD_BALANCER, "http")["HTTP_X_FORWARDED_PROTO"] == "http"
+    for proto in (None, "gopher", "https, http"):  # nothing, or nothing nginx passes on: its own scheme
+        assert _forwarded(port, LOAD_BALANCER, proto)["HTTP_X_FORWARDED_PROTO"] == "http", proto
+    for source in ("127.0.0.1", "127.0.0.2"):  # not the load balancer: the claim is overwritten
+        seen = _forwarded(port, source, "https", forwarded_for="203.0.113.7")
+        assert seen["HTTP_X_FORWARDED_PROTO"] == "http" and seen["scheme"] == "http", source
+        assert seen["HTTP_X_REAL_IP"] == source
 
 
 def test_x_request_start_reaches_django_and_fills_the_queue_time_histogram(proxy):

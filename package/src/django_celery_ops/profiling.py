@@ -7,8 +7,9 @@ A request is profiled only when it asks for it (docs/profiling.md):
 - ``PROFILE_STAFF`` is on, it asks with ``?_profile=1`` and its session is a staff user's.
 
 An anonymous request without the token is never profiled. The profile goes to
-``PROFILE_DIR/<request id>.html`` and ``<request id>.speedscope.json`` (the id RequestMiddleware
-validated or made: the one in the response's X-Request-ID and the slow-request log line), the
+``PROFILE_DIR/<UTC time>-<pid>-<request id>.html`` and ``.speedscope.json`` beside it (the id
+RequestMiddleware validated or made: the one in the response's X-Request-ID and the slow-request
+log line; see write_new: a file is never overwritten, even by a request reusing an id), the
 ``PROFILE_KEEP`` newest are kept, and ``request.django_celery_ops_profile`` names the HTML file
 (the slow-request log line adds ``profile=<path>``).
 
@@ -27,13 +28,15 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-import re
+import secrets
+from datetime import datetime, timezone
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 
 from django.core.exceptions import MiddlewareNotUsed
 
 from . import conf
+from .middleware import _REQUEST_ID  # the id's rule: no "/", safe in a file name
 
 log = logging.getLogger("django_celery_ops.profiling")
 
@@ -41,7 +44,6 @@ HEADER = "X-Profile-Token"
 META_KEY = "HTTP_X_PROFILE_TOKEN"
 STAFF_PARAMETER = "_profile"
 MIN_TOKEN_LENGTH = 32
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # middleware.py's: safe as a file name (no "/")
 HTML, SPEEDSCOPE = ".html", ".speedscope.json"
 
 
@@ -79,12 +81,48 @@ def prune(directory: str, suffix: str, keep: int, companions: tuple[str, ...] = 
                 pass
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write a file readers never see half-written, readable by this user only (code paths, timings)."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+def file_stem(request_id: str, now: datetime | None = None) -> str:
+    """``<UTC time>-<pid>-<request id>``: sorts by time, names the request (valid ids only: _REQUEST_ID)."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S.%fZ}-{os.getpid()}-{request_id}"
+
+
+def write_new(directory: str, request_id: str, texts: dict[str, str]) -> str:
+    """Write texts' files (suffix -> text) under one new stem (file_stem); return the first one's path.
+
+    A file is never replaced: a client that sends another request's id (X-Request-ID is the
+    client's) gets a file of its own. The first suffix claims the stem; if that name exists (the
+    same id, process and microsecond) the stem takes "~1", "~2", ...
+    """
+    os.makedirs(directory, exist_ok=True)
+    stem = file_stem(request_id)
+    (first, first_text), *rest = texts.items()
+    for attempt in range(100):
+        candidate = f"{stem}~{attempt}" if attempt else stem
+        try:
+            _write_exclusive(os.path.join(directory, candidate + first), first_text)
+        except FileExistsError:
+            continue
+        for suffix, text in rest:
+            _write_exclusive(os.path.join(directory, candidate + suffix), text)
+        return os.path.join(directory, candidate + first)
+    raise FileExistsError(f"no free file name for {stem}{first} in {directory}")
+
+
+def _write_exclusive(path: str, text: str) -> None:
+    """Create path with text, readable by this user only (code paths, timings); FileExistsError if it exists.
+
+    Written to a new hidden file (O_EXCL, 0600) and linked into place: link(2) never replaces a
+    file, and readers never see a half-written one.
+    """
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
 
 
 class ProfilingMiddleware:
@@ -209,10 +247,8 @@ class ProfilingMiddleware:
             if session is None:
                 return
             rid = request_id_of(request)
-            os.makedirs(self.directory, exist_ok=True)
-            html = os.path.join(self.directory, rid + HTML)
-            write_atomic(html, HTMLRenderer().render(session))
-            write_atomic(os.path.join(self.directory, rid + SPEEDSCOPE), SpeedscopeRenderer().render(session))
+            html = write_new(self.directory, rid, {HTML: HTMLRenderer().render(session),
+                                                   SPEEDSCOPE: SpeedscopeRenderer().render(session)})
             request.django_celery_ops_profile = html
             prune(self.directory, HTML, self.keep, companions=(SPEEDSCOPE,))
             log.info("profile written request_id=%s duration_seconds=%.3f profile=%s", rid, session.duration, html)
@@ -220,4 +256,5 @@ class ProfilingMiddleware:
             log.warning("could not write the profile", exc_info=True)
 
 
-__all__ = ["HEADER", "enabled", "MIN_TOKEN_LENGTH", "ProfilingMiddleware", "STAFF_PARAMETER", "prune", "request_id_of"]
+__all__ = ["HEADER", "enabled", "file_stem", "MIN_TOKEN_LENGTH", "ProfilingMiddleware", "prune", "request_id_of",
+           "STAFF_PARAMETER", "write_new"]

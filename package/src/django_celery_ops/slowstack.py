@@ -3,9 +3,10 @@
 A watchdog thread per worker process looks at the requests in flight (``evidence.in_flight()``:
 thread, start, view, request id) a few times a second. A request running longer than
 SLOW_REQUEST_SECONDS gets its stack written once, while it runs, long before the gunicorn
-timeout can kill the worker: ``STACKS_DIR/<request id>.txt`` (the STACKS_KEEP newest kept) and a
-WARNING line on ``django_celery_ops.slow`` naming the file (with no STACKS_DIR the stack follows
-the line itself). The stack comes from ``sys._current_frames()``: the thread serving the request.
+timeout can kill the worker: ``STACKS_DIR/<UTC time>-<pid>-<request id>.txt`` (a new file each
+time, never an overwrite: the id may be the client's; the STACKS_KEEP newest kept) and a WARNING
+line on ``django_celery_ops.slow`` with the request id and the file (with no STACKS_DIR the stack
+follows the line itself). The stack comes from ``sys._current_frames()``: the thread serving the request.
 
 - WSGI sync and gthread workers: the request's own thread.
 - ASGI, a sync view: the request is served by the event loop thread, the view runs in a worker
@@ -30,7 +31,8 @@ import time
 import traceback
 
 from . import evidence, logsafe
-from .profiling import _REQUEST_ID, prune, write_atomic
+from .middleware import _REQUEST_ID
+from .profiling import prune, write_new
 
 log = logging.getLogger("django_celery_ops.slow")
 
@@ -81,9 +83,8 @@ class Watchdog:
         path = ""
         if self.directory:
             try:
-                os.makedirs(self.directory, exist_ok=True)
-                path = os.path.join(self.directory, f"{_file_name(rid)}.txt")
-                write_atomic(path, f"slow request still running: {line}\n\n{text}")
+                body = f"slow request still running: {line}\n\n{text}"
+                path = write_new(self.directory, _file_name(rid), {".txt": body})
                 prune(self.directory, ".txt", self.keep)
             except OSError:
                 log.warning("could not write the stack of request %s", rid, exc_info=True)
@@ -98,7 +99,7 @@ class Watchdog:
 
 
 def _file_name(rid: str) -> str:
-    return rid if _REQUEST_ID.match(rid) and rid not in (".", "..") else "invalid-request-id"
+    return rid if _REQUEST_ID.match(rid) else "invalid-request-id"  # the stem's time and pid come first
 
 
 def _format(frame) -> str:
