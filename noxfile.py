@@ -38,7 +38,7 @@ SUITES = [
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "pytest-django>=4.8", "requests>=2.31", "PyYAML>=6.0", "packaging>=23",
              "psycopg[binary]>=3.1"]
 # Floors of these come from package/pyproject.toml (the "lowest" cell pins them exactly).
-LOWEST = ("celery", "gunicorn", "prometheus-client", "pyinstrument", "redis")
+LOWEST = ("celery", "gunicorn", "numpy", "prometheus-client", "pyinstrument", "redis")
 
 
 def _floors() -> dict[str, str]:

@@ -162,17 +162,53 @@ def test_randomised_files_are_served_as_multiprocess_collector_serves_them(tmp_p
     files.close()
 
 
-def test_reads_in_chunks_smaller_than_an_entry_stay_exact(tmp_path, files, monkeypatch):
-    """Entries and values across chunk boundaries, and keys longer than a chunk, read right."""
+def test_files_summed_a_few_at_a_time_stay_exact(tmp_path, files, monkeypatch):
+    """The summed values are gathered in groups of files (memory ~ the series count): each group adds in order."""
     from django_celery_ops import slotreader
 
-    monkeypatch.setattr(slotreader, "CHUNK_BYTES", 96)
+    monkeypatch.setattr(slotreader, "GROUP_ENTRIES", 1)
+    rnd = files.rnd = random.Random(11)
+    slots = [f"w-{i}" for i in range(6)]
+    write_random(files, rnd, slots, families=10, series=8)
+    reader = SlotReader(str(tmp_path))
+    assert_same(tmp_path, reader)
+    groups = reader._plan[1][0][1]
+    assert len(groups) > 2 and all(len(dest) <= max(len(reader._slot_info), 1) or len(members) == 1
+                                   for members, dest in groups)
+
+
+def test_files_it_cannot_map_are_read_with_pread_and_stay_exact(tmp_path, files, monkeypatch):
+    """Past the process's descriptor or mapping limit (a mapping keeps a descriptor) files are read each scrape."""
+    from django_celery_ops import slotreader
+
+    monkeypatch.setattr(slotreader, "_map", lambda fd, size: None)
     rnd = files.rnd = random.Random(9)
     write_random(files, rnd, ["w-0", "w-1"], families=8)
     files.put("counter_w-0.db", mmap_key("long", "long_total", ["view"], ["v" * 500], "a long key"), 2.0)
     reader = SlotReader(str(tmp_path))
     assert_same(tmp_path, reader)
     write_random(files, rnd, ["w-0", "w-1"], families=8, first=50)
+    assert_same(tmp_path, reader)
+    assert all(f.mm is None for f in reader._files.values())
+
+
+def test_a_torn_entry_is_left_for_the_next_scrape(tmp_path, files):
+    """`used` covers a half-written entry (a writer killed mid-append): what is complete is served, exactly."""
+    files.put("counter_w-0.db", mmap_key("done", "done_total", [], [], "d"), 4.0)
+    files.put("counter_w-0.db", mmap_key("late", "late_total", ["view"], ["v" * 40], "l"), 2.0)
+    files.close()
+    path = tmp_path / "counter_w-0.db"
+    data = bytearray(path.read_bytes())
+    used = int.from_bytes(data[:4], "little")
+    data[:4] = (used - 8).to_bytes(4, "little")  # the last entry's timestamp is not covered: torn
+    path.write_bytes(bytes(data))
+    reader = SlotReader(str(tmp_path))
+    text = served(reader)
+    assert "done_total 4.0" in text and "late_total" not in text
+    data[:4] = used.to_bytes(4, "little")  # the writer finished
+    with open(path, "r+b") as f:
+        f.write(bytes(data[:4]))
+    assert 'late_total{view="' + "v" * 40 + '"} 2.0' in served(reader)
     assert_same(tmp_path, reader)
 
 

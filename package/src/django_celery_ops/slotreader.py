@@ -3,11 +3,13 @@
 prometheus_client's MultiProcessCollector reads and JSON-decodes every key of every file at
 every scrape, so a scrape costs (keys x processes) decodes even when nothing new was counted.
 A SlotReader lives as long as its server and keeps, per file, an index of the entries it has
-seen (key id, offset of the value); a scrape rereads only the float64 values, in chunks, and
-parses only the entries appended since (the layout is append-only: values never move). The
-values of every file are folded into the output series by a plan (entry -> series slot) made
-when the entry was first seen, and the text lines' prefixes are rendered once, when the set of
-series changes. Semantics are MultiProcessCollector's, file for file:
+seen (key id, offset of the value) and a read-only mapping of the file; a scrape parses only
+the entries appended since (the layout is append-only: values never move) and gathers the
+float64 values at their offsets with numpy, one call per file. A plan made when the set of
+entries changes (entry -> series slot) sums every file's values into the output series in one
+bincount, in file order and entry order, as MultiProcessCollector adds them; histogram buckets
+are made cumulative per label set with one cumsum; the text lines' prefixes are rendered once
+per series. Semantics are MultiProcessCollector's, file for file:
 
 - counters, summaries, histogram buckets and _sum are summed over the files; histogram buckets
   are then made cumulative over `le` and _count is the +Inf total;
@@ -16,7 +18,16 @@ series changes. Semantics are MultiProcessCollector's, file for file:
   the latest timestamp (none at all while every timestamp is 0);
 - the live gauges of a slot whose lock no process holds are left out (multiprocess.SlotCollector);
 - a file replaced (another inode), shorter than before, or whose first or last indexed entry
-  changed (truncated and rewritten in place) is indexed again from its start.
+  changed (truncated and rewritten in place) is indexed again from its start; one grown past
+  its mapping is mapped again. A mapping keeps a file descriptor: past the process's limit (or
+  when mapping fails) a file is read with pread at each scrape instead, with the same result.
+  No writer shrinks a slot file (prometheus_client and slotvalue.py only grow them; cleaning a
+  folder unlinks them, which leaves the mapping valid): a file truncated by hand in the instant
+  a scrape reads it would fault the reader (SIGBUS), as it would any reader of a mapping.
+
+The index build (the first scrape of a fresh server, or after many new series) runs with the
+cycle collector paused and then freezes what it made (gc.freeze): millions of small tuples that
+live as long as the server, which the collector would otherwise walk at every full collection.
 
 One departure: a gauge whose files disagree on the mode (code changed between deploys) is
 merged per file mode; MultiProcessCollector applies the mode of whichever file it read last.
@@ -31,63 +42,36 @@ An optional `series_filter` (cardinality.SeriesPolicy) is asked once per key wha
 from __future__ import annotations
 
 import array
+import gc
 import itertools
 import json
+import mmap
 import os
 import struct
-import sys
 import threading
 from bisect import bisect_right
-from operator import add, itemgetter
+
+import numpy as np
 
 from . import exposition
 from .multiprocess import _slot_alive  # the same liveness rule as the reference collector
 
-CHUNK_BYTES = 1 << 20  # values are read through one buffer of this size: memory bounded by it, not the files
 TYPES = ("counter", "gauge", "histogram", "summary")
 _SUM, _MAX, _MIN, _LAST, _RECENT = range(5)
 _KINDS = {"sum": _SUM, "livesum": _SUM, "max": _MAX, "livemax": _MAX, "min": _MIN, "livemin": _MIN,
           "all": _LAST, "liveall": _LAST, "mostrecent": _RECENT, "livemostrecent": _RECENT}
 _INT = struct.Struct("<i")
 _DROPPED = -1
-_BATCH = 2  # columns held before they are added: memory of 2 files' values, sum() in C over them
-_MIN_GROUP = 16  # series read from the same files, below which a file's entries are folded one by one
-
-
-def _tuple_getter(indexes):
-    """itemgetter that returns a tuple whatever the number of indexes."""
-    if len(indexes) == 1:
-        i = indexes[0]
-        return lambda seq: (seq[i],)
-    return itemgetter(*indexes)
-
-
-if sys.version_info < (3, 12):
-    def _add_columns(sums: list, columns: list) -> list:
-        """sums[i] + columns[0][i] + columns[1][i] + ..., added left to right (sum() adds floats plainly)."""
-        return list(map(sum, zip(sums, *columns)))
-else:  # sum() compensates float rounding from 3.12 on: add plainly, as MultiProcessCollector does
-    def _add_columns(sums: list, columns: list) -> list:
-        for column in columns:
-            sums = list(map(add, sums, column))
-        return sums
-
-
-def _column_getter(positions: list[int]):
-    """Pick values[p] for p in positions: a slice when they are consecutive (files written in one order)."""
-    first = positions[0]
-    if positions == list(range(first, first + len(positions))):
-        if first == 0:
-            return lambda values, n=len(positions): values if len(values) == n else values[:n]
-        return itemgetter(slice(first, first + len(positions)))
-    return _tuple_getter(positions)
+GROUP_ENTRIES = 1 << 16  # summed values gathered at once: at most this many, or as many as there are series
+_EMPTY = np.zeros(0, dtype=np.intp)
+_decode = json.JSONDecoder().decode  # json.loads without its per-call wrapper (keys are UTF-8 text)
 
 
 class _File:
-    """What the reader knows of one .db file: its entries (key id, value index) up to `used`."""
+    """What the reader knows of one .db file: its entries (key id, value index) up to `used`, and its mapping."""
 
-    __slots__ = ("name", "typ", "kind", "ident", "live", "ino", "used", "keys", "vidx", "slots", "chunks", "order", "marks",
-                 "serial")
+    __slots__ = ("name", "typ", "kind", "ident", "ino", "used", "keys", "vidx", "slots", "take", "dest", "marks",
+                 "serial", "mm", "values")
 
     _serials = itertools.count()
 
@@ -95,14 +79,20 @@ class _File:
         self.name, self.typ, self.ident, self.ino = name, typ, ident, ino
         self.serial = next(self._serials)  # the plan is remade when a file is indexed anew
         self.kind = _KINDS.get(mode, _SUM) if typ == "gauge" else _SUM
-        self.live = typ == "gauge" and mode.startswith("live")
         self.used = 8
         self.keys = array.array("i")  # key id per entry, in file order
-        self.vidx = array.array("i")  # offset of the entry's value / 8
+        self.vidx = array.array("q")  # offset of the entry's value / 8
         self.slots = array.array("i")  # output slot per entry (_DROPPED: filtered out)
-        self.chunks: list = []  # (offset, length, Struct) per read: the values of the entries not dropped
-        self.order = array.array("i")  # the slot of each value the chunks yield, in file order
+        self.take = self.dest = _EMPTY  # value indexes and their slots, entries not dropped (numpy, for the gather)
         self.marks: list[tuple[int, bytes]] = []  # (offset, length+key) of the first and last entry indexed
+        self.mm = None  # the read-only mapping, kept between scrapes (None: read with pread)
+        self.values = None  # the file as float64 (a view of the mapping, or of this scrape's bytes)
+
+    def arrays(self) -> None:
+        slots = np.frombuffer(self.slots, dtype=np.int32)
+        kept = slots != _DROPPED
+        self.take = np.frombuffer(self.vidx, dtype=np.int64)[kept].astype(np.intp)
+        self.dest = slots[kept].astype(np.intp)
 
 
 def _parse_name(name: str):
@@ -118,9 +108,44 @@ def _parse_name(name: str):
     return typ, mode, rest
 
 
-def _unchanged(fd: int, f: _File) -> bool:
-    """True while the first and last entries indexed are still in place (not truncated and rewritten)."""
-    return all(os.pread(fd, len(raw), offset) == raw for offset, raw in f.marks)
+def _walk(buf, pos: int, used: int):
+    """(keys, value indexes, end) of the complete entries from `pos` below `used` (prometheus_client's layout)."""
+    keys, vidx, unpack = [], [], _INT.unpack_from
+    add_key, add_vidx = keys.append, vidx.append
+    while pos + 4 <= used:
+        klen = unpack(buf, pos)[0]
+        size = klen + 28 - (klen + 4) % 8  # length, key padded to 8, value, timestamp
+        if klen < 0 or pos + size > used:
+            break  # torn or corrupt: keep what is complete, look again next scrape
+        add_key(buf[pos + 4:pos + 4 + klen])
+        add_vidx((pos + size - 16) >> 3)
+        pos += size
+    return keys, vidx, pos
+
+
+def _decode_keys(keys: list[bytes]) -> list:
+    """Each key's JSON, or None where it does not decode; one decoder call for them all when they all do."""
+    try:
+        decoded = _decode("[" + b",".join(keys).decode("utf-8") + "]")
+        if len(decoded) == len(keys):
+            return decoded
+    except (ValueError, UnicodeDecodeError):
+        pass
+    out = []
+    for key in keys:
+        try:
+            out.append(_decode(key.decode("utf-8")))
+        except (ValueError, UnicodeDecodeError):
+            out.append(None)
+    return out
+
+
+def _map(fd: int, size: int):
+    """A read-only mapping of the file's first `size` bytes, or None when the process cannot map more."""
+    try:
+        return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+    except (OSError, ValueError):  # EMFILE / ENOMEM (a mapping keeps a descriptor): read this file with pread
+        return None
 
 
 class SlotReader:
@@ -135,9 +160,7 @@ class SlotReader:
         self._families: dict[str, tuple[str, str]] = {}  # metric name -> (type, help), first seen
         self._version = None  # the filter version the slots were made with
         self._reset_slots()
-        self._buf = bytearray(CHUNK_BYTES + 16)
-        self._view = memoryview(self._buf)
-        self._plan = None  # (signature, blocks recipe)
+        self._plan = None  # (signature, recipe)
 
     def _reset_slots(self) -> None:
         self._slot_of: dict[tuple, int] = {}  # series key -> slot
@@ -147,147 +170,130 @@ class SlotReader:
         self._counts: dict[tuple, str] = {}  # (histogram, labels) -> its _count line's prefix
 
     # --- reading ---------------------------------------------------------------------------
-    def _read(self, fd: int, offset: int, length: int):
-        """Fill the buffer's first `length` bytes from the file at `offset`; False when the file is shorter."""
-        if length > len(self._buf):
-            self._view.release()
-            self._buf = bytearray(length + 16)
-            self._view = memoryview(self._buf)
-        got = 0
-        while got < length:
-            n = os.preadv(fd, [self._view[got:length]], offset + got)
-            if n <= 0:
-                return False
-            got += n
-        return True
-
-    def _index(self, fd: int, f: _File, used: int) -> bool:
-        """Index the entries between f.used and `used`; True when there were any."""
-        pos, before, unpack, get = f.used, len(f.keys), _INT.unpack_from, self._key_ids.get
-        new_keys, new_vidx, last, need = [], [], None, 0
-        add_key, add_vidx = new_keys.append, new_vidx.append
-        while pos + 4 <= used:
-            length = max(min(used - pos, CHUNK_BYTES), need)
-            data = os.pread(fd, length, pos)
-            if len(data) < length:
-                break
-            p, need = 0, 0
-            while p + 4 <= length:
-                klen = unpack(data, p)[0]
-                size = klen + 28 - (klen + 4) % 8  # length, key padded to 8, value, timestamp
-                if klen < 0 or pos + p + size > used:
-                    used = pos + p  # torn or corrupt: keep what is complete, look again next scrape
-                    break
-                if p + size > length:
-                    need = size  # the entry continues past this read
-                    break
-                key = data[p + 4:p + 4 + klen]
-                kid = get(key)
-                if kid is None:
-                    kid = self._new_key(key, f.typ)
-                add_key(kid)
-                add_vidx((pos + p + size - 16) >> 3)
-                lastp, p = p, p + size
-            if p == 0 and not need:
-                break
-            if p:
-                last = (pos + lastp, data[lastp:lastp + 4 + unpack(data, lastp)[0]])
-            pos += p
-        f.used = pos
-        if not new_keys:
-            return False
-        f.marks = [*f.marks[:1], last] if f.marks else [last]
-        f.keys.extend(new_keys)
-        f.vidx.extend(new_vidx)
-        f.slots.extend(self._assign(f, new_keys))
-        f.chunks = self._chunks(f)
-        return len(f.keys) > before
-
-    def _new_key(self, key: bytes, typ: str) -> int:
-        kid = len(self._parsed)
+    def _open(self, name: str, typ: str, mode: str, ident: str) -> _File | None:
+        """The file, mapped and indexed up to its `used` now; None when it is gone or unreadable now."""
         try:
-            metric, name, labels, help_text = json.loads(key)
-            parsed = (metric, name, tuple(labels.items())) if isinstance(labels, dict) else None
-        except (ValueError, TypeError):
-            parsed = None
-        if parsed is not None:
-            self._families.setdefault(metric, (typ, help_text))
-        self._parsed.append(parsed)
-        self._key_ids[key] = kid
-        return kid
+            fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None  # removed since the listing (mark_process_dead of a live gauge file)
+        try:
+            st = os.fstat(fd)
+            f = self._files.get(name)
+            if f is None or f.ino != st.st_ino or (f.mm is not None and st.st_size < len(f.mm)):
+                f = _File(name, typ, mode, ident, st.st_ino)  # new, replaced or shrunk
+            if f.mm is not None and st.st_size > len(f.mm):
+                f.mm = None  # grown: map it whole again (values never move)
+            if f.mm is None and st.st_size >= 8:
+                f.mm = _map(fd, st.st_size)
+            buf = f.mm if f.mm is not None else os.pread(fd, st.st_size, 0)
+        finally:
+            os.close(fd)  # a mapping keeps its own descriptor
+        if len(buf) < 8:
+            return None
+        used = min(_INT.unpack_from(buf, 0)[0], len(buf))
+        if used < f.used or not all(buf[o:o + len(raw)] == raw for o, raw in f.marks):
+            f = _File(name, typ, mode, ident, f.ino)  # truncated and rewritten in place: index it again
+            f.mm = buf if isinstance(buf, mmap.mmap) else None
+        if used > f.used:
+            self._index(buf, f, used)
+        f.values = np.frombuffer(buf, dtype="<f8", count=len(buf) // 8)
+        self._files[name] = f
+        return f
+
+    def _index(self, buf, f: _File, used: int) -> None:
+        """Index the entries between f.used and `used`."""
+        keys, vidx, end = _walk(buf, f.used, used)
+        if not keys:
+            return
+        get = self._key_ids.get
+        kids = [get(k) for k in keys]
+        if None in kids:
+            fresh = list(dict.fromkeys(k for k, kid in zip(keys, kids) if kid is None))
+            self._new_keys(fresh, f.typ)
+            kids = [get(k) for k in keys]
+        first_at, f.used = f.used, end
+        klen = len(keys[-1])
+        last_at = end - (klen + 28 - (klen + 4) % 8)
+        mark = (last_at, bytes(buf[last_at:last_at + 4 + klen]))
+        if not f.marks:
+            f.marks = [(first_at, bytes(buf[first_at:first_at + 4 + len(keys[0])])), mark]
+        else:
+            f.marks = [f.marks[0], mark]
+        f.keys.extend(kids)
+        f.vidx.extend(vidx)
+        f.slots.extend(self._assign(f, kids))
+        f.arrays()
+
+    def _new_keys(self, keys: list[bytes], typ: str) -> None:
+        families, parsed_of, ids = self._families, self._parsed, self._key_ids
+        add = parsed_of.append
+        for key, item in zip(keys, _decode_keys(keys)):
+            ids[key] = len(parsed_of)
+            if type(item) is list and len(item) == 4 and type(item[2]) is dict:
+                metric = item[0]
+                add((metric, item[1], tuple(item[2].items())))
+                if metric not in families:
+                    families[metric] = (typ, item[3])
+            else:
+                add(None)
 
     # --- the plan: entry -> series slot ---------------------------------------------------------
     def _target(self, kid: int):
         """(metric, sample, labels, le) a key is served as, after the filter; None: not served."""
-        parsed, target = self._parsed[kid], None
-        if parsed is not None:
-            metric, name, items = parsed
-            labels = dict(items)
-            if self.series_filter is not None:
-                labels = self.series_filter(name, labels)
-            if labels is not None:
-                le = None
-                if "le" in labels and self._families[metric][0] == "histogram":
-                    labels = dict(labels)
+        parsed = self._parsed[kid]
+        if parsed is None:
+            return None
+        metric, name, items = parsed
+        if self.series_filter is not None:
+            labels = self.series_filter(name, dict(items))
+            if labels is None:
+                return None
+            items = tuple(labels.items())
+        le = None
+        if self._families[metric][0] == "histogram":
+            for k, v in items:
+                if k == "le":
                     try:
-                        le = float(labels.pop("le"))
-                    except ValueError:
-                        labels = None
-                if labels is not None:
-                    target = (metric, name, tuple(sorted(labels.items())), le)
-        return target  # asked once per key and file mode (_by_group caches the slot)
+                        le = float(v)
+                    except (ValueError, TypeError):
+                        return None
+                    items = tuple(kv for kv in items if kv[0] != "le")
+                    break
+        return metric, name, tuple(sorted(items)), le  # asked once per key and file mode (_by_group caches the slot)
 
     def _assign(self, f: _File, kids) -> list[int]:
         pid = f.ident if f.kind == _LAST else None
         group = self._by_group.setdefault((f.kind, pid), {})
+        slot_of, info, target_of, kind = self._slot_of, self._slot_info, self._target, f.kind
+        get = group.get
         out = []
+        add = out.append
         for kid in kids:
-            slot = group.get(kid)
+            slot = get(kid)
             if slot is None:
-                target = self._target(kid)
+                target = target_of(kid)
                 if target is None:
                     slot = _DROPPED
                 else:
-                    series = (*target, pid, f.kind)
-                    slot = self._slot_of.get(series)
+                    series = (*target, pid, kind)
+                    slot = slot_of.get(series)
                     if slot is None:
-                        slot = self._slot_of[series] = len(self._slot_info)
-                        self._slot_info.append(series)
+                        slot = slot_of[series] = len(info)
+                        info.append(series)
                 group[kid] = slot
-            out.append(slot)
-        return out
-
-    def _chunks(self, f: _File) -> list:
-        """Structs that unpack the values of the file's entries (value and timestamp for mostrecent) in order."""
-        pairs = [(v, s) for v, s in zip(f.vidx, f.slots) if s != _DROPPED]
-        vidx = [v for v, _ in pairs]
-        f.order = array.array("i", [s for _, s in pairs])
-        width = 2 if f.kind == _RECENT else 1
-        field = "d" * width
-        out, i, span = [], 0, CHUNK_BYTES // 8 - 2
-        while i < len(vidx):
-            base = vidx[i]
-            j = bisect_right(vidx, base + span, i)
-            parts, at = ["<"], base
-            for v in vidx[i:j]:
-                if v > at:
-                    parts.append(f"{(v - at) * 8}x")
-                parts.append(field)
-                at = v + width
-            out.append((base * 8, (at - base) * 8, struct.Struct("".join(parts))))
-            i = j
+            add(slot)
         return out
 
     def _refilter(self) -> None:
         self._reset_slots()
         for f in self._files.values():
             f.slots = array.array("i", self._assign(f, f.keys))
-            f.chunks = self._chunks(f)
+            f.arrays()
         self._plan = None
 
     # --- a scrape --------------------------------------------------------------------------------
-    def _scan(self) -> list[tuple[_File, int]]:
-        """The files to read now, opened: new entries indexed, dead slots' live gauges left out."""
+    def _scan(self) -> list[_File]:
+        """The files to read now, mapped: new entries indexed, dead slots' live gauges left out."""
         alive: dict[str, bool] = {}
         seen, active = set(), []
         try:
@@ -304,27 +310,12 @@ class SlotReader:
                     alive[ident] = _slot_alive(self.path, ident)
                 if not alive[ident]:
                     continue
-            try:
-                fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # removed since the listing (mark_process_dead of a live gauge file)
-            try:
-                ino = os.fstat(fd).st_ino
-                header = os.pread(fd, 8, 0)
-                used = _INT.unpack_from(header)[0] if len(header) == 8 else 0
-                f = self._files.get(name)
-                if f is None or f.ino != ino or used < f.used or not _unchanged(fd, f):
-                    f = self._files[name] = _File(name, typ, mode, ident, ino)  # new, replaced or truncated
-                if used > f.used:
-                    self._index(fd, f, used)
-            except BaseException:
-                for _, opened in [*active, (None, fd)]:
-                    os.close(opened)
-                raise
-            seen.add(name)
-            active.append((f, fd))
-        for name in [n for n in self._files if n not in seen and not os.path.exists(os.path.join(self.path, n))]:
-            del self._files[name]
+            f = self._open(name, typ, mode, ident)
+            if f is not None:
+                seen.add(name)
+                active.append(f)
+        for name in [n for n in self._files if n not in seen]:
+            del self._files[name]  # gone, or a dead slot's live gauges: its mapping is let go
         return active
 
     def collect(self) -> list[exposition.Block]:
@@ -336,112 +327,91 @@ class SlotReader:
                     if self._version is not None:
                         self._refilter()
                     self._version = version
-            active = self._scan()
+            collecting = gc.isenabled()
+            gc.disable()  # the index is millions of small tuples: the cycle collector would walk them again and again
             try:
-                signature = tuple((f.serial, len(f.keys)) for f, _ in active)
+                active = self._scan()
+                signature = tuple((f.serial, len(f.keys)) for f in active)
                 if self._plan is None or self._plan[0] != signature:
-                    self._plan = (signature, self._make_plan([f for f, _ in active]))
-                init, _, folds, groups = self._plan[1]
-                acc, stamps = init.copy(), {}
-                sums = [[0.0] * len(slots) for slots in groups]
-                pending: list[list] = [[] for _ in groups]
-                for (f, fd), fold in zip(active, folds):
-                    self._fold(f, fd, fold, acc, sums, pending, stamps)
-                for g, columns in enumerate(pending):
-                    if columns:
-                        sums[g] = _add_columns(sums[g], columns)
+                    self._plan = (signature, self._make_plan(active))
+                    gc.freeze()  # and never again: what the index holds lives as long as the server
             finally:
-                for _, fd in active:
-                    os.close(fd)
-            for slots, values in zip(groups, sums):
-                for s, v in zip(slots, values):
-                    acc[s] = v
-            return self._blocks(acc)
+                if collecting:
+                    gc.enable()
+            try:
+                return self._blocks(self._merge(active))
+            finally:
+                for f in active:
+                    f.values = None  # this scrape's bytes (pread files) are not kept
 
-    def _values(self, f: _File, fd: int) -> list[float] | None:
-        values: list[float] = []
-        for offset, length, unpack in f.chunks:
-            if not self._read(fd, offset, length):
-                return None  # shorter than indexed: the next scrape sees the new inode or size
-            values.extend(unpack.unpack_from(self._buf))
-        return values
+    def _merge(self, files: list[_File]):
+        """One value per slot, and which slots have none to serve (None: all have one).
 
-    def _fold(self, f: _File, fd: int, fold, acc: list, sums: list, pending: list, stamps: dict) -> None:
-        """Add one file's values: whole columns into the groups' sums, the rest one by one."""
-        values = self._values(f, fd)
-        if values is None:
-            return
-        columns, getter, slots = fold
-        for g, column in columns:
-            waiting = pending[g]
-            waiting.append(column(values))
-            if len(waiting) >= _BATCH:
-                sums[g] = _add_columns(sums[g], waiting)
-                waiting.clear()
-        if not slots:
-            return
-        kind, values = f.kind, getter(values)
-        if kind == _SUM:
-            for s, v in zip(slots, values):
-                acc[s] += v
-        elif kind == _LAST:
-            for s, v in zip(slots, values):
-                acc[s] = v
-        elif kind == _MAX:
-            for s, v in zip(slots, values):
-                c = acc[s]
-                if c is None or v > c:
-                    acc[s] = v
-        elif kind == _MIN:
-            for s, v in zip(slots, values):
-                c = acc[s]
-                if c is None or v < c:
-                    acc[s] = v
-        else:  # _RECENT: the value with the latest timestamp (MultiProcessCollector's rule)
-            for s, v, ts in zip(slots, values[::2], values[1::2]):
-                ts = float(ts or 0)
-                if stamps.get(s, 0.0) < ts:
-                    acc[s], stamps[s] = v, ts
-
-    def _columns(self, files: list[_File]):
-        """Split the summed series into groups read from the same files, so a file adds whole columns.
-
-        A group's series are in one order; each of its files gets an itemgetter that picks their values
-        in that order, and map(add) folds the column into the group's sums: the sums are made in file
-        order, exactly as entry by entry, without a Python step per entry. Series of small groups, of
-        files of other modes, or seen twice in one file, are folded entry by entry.
-        """
-        where: dict[int, list[int]] = {}
-        for i, f in enumerate(files):
-            if f.kind == _SUM:
-                for s in f.order:
-                    where.setdefault(s, []).append(i)
-        by_files: dict[tuple, list[int]] = {}
-        for s, fis in where.items():
-            if len(set(fis)) == len(fis):
-                by_files.setdefault(tuple(fis), []).append(s)
-        groups = [slots for slots in by_files.values() if len(slots) >= _MIN_GROUP]
-        grouped = {s: (g, k) for g, slots in enumerate(groups) for k, s in enumerate(slots)}
-        folds = []
-        for i, f in enumerate(files):
-            picks: dict[int, list[int]] = {}
-            rest = []
-            for pos, s in enumerate(f.order):
-                gk = grouped.get(s) if f.kind == _SUM else None
-                if gk is None:
-                    rest.append(pos)
-                else:
-                    column = picks.get(gk[0])
-                    if column is None:
-                        column = picks[gk[0]] = [0] * len(groups[gk[0]])
-                    column[gk[1]] = pos
-            columns = [(g, _column_getter(positions)) for g, positions in picks.items()]
-            if f.kind == _RECENT:
-                getter = _tuple_getter([x for p in rest for x in (2 * p, 2 * p + 1)]) if rest else None
+        MultiProcessCollector's rules, file by file: the summed kinds added in file order, entry
+        order (bincount adds in array order), the other modes file after file."""
+        nslots, groups, unset, _ = self._plan[1][0]
+        acc = None
+        for members, dest in groups:  # a few files at a time: memory for the gathered values stays ~ the series'
+            gathered = np.empty(len(dest))
+            at = 0
+            for i in members:
+                f = files[i]
+                np.take(f.values, f.take, out=gathered[at:at + len(f.take)])
+                at += len(f.take)
+            sums = np.bincount(dest, weights=gathered, minlength=nslots)
+            if acc is None:
+                acc = sums
             else:
-                getter = _tuple_getter(rest) if rest else None
-            folds.append((columns, getter, tuple(f.order[p] for p in rest)))
-        return folds, groups
+                acc += sums
+        if acc is None:
+            acc = np.zeros(nslots)
+        acc[unset] = np.nan
+        recent = {}
+        for f in files:
+            if f.kind == _SUM or not len(f.take):
+                continue
+            values = f.values[f.take]
+            if f.kind == _LAST:
+                acc[f.dest] = values
+            elif f.kind == _MAX:
+                np.fmax.at(acc, f.dest, values)
+            elif f.kind == _MIN:
+                np.fmin.at(acc, f.dest, values)
+            else:  # _RECENT: the value with the latest timestamp (MultiProcessCollector's rule)
+                for s, v, ts in zip(f.dest.tolist(), values.tolist(), f.values[f.take + 1].tolist()):
+                    if recent.get(s, (0.0,))[0] < ts:
+                        recent[s] = (ts, v)
+        missing = None
+        if self._plan[1][0][3]:
+            missing = np.zeros(nslots, dtype=bool)
+            for s in self._plan[1][0][3]:
+                if s in recent:
+                    acc[s] = recent[s][1]
+                else:
+                    missing[s] = True  # none at all while every timestamp is 0
+        return acc, missing
+
+    def _make_plan(self, files: list[_File]):
+        """The merge (slots, groups of summed files with their values' slots) and, per family, what its block reads."""
+        info = self._slot_info
+        present = np.unique(np.concatenate([f.dest for f in files])) if files else _EMPTY
+        groups, members, size = [], [], 0
+        limit = max(len(info), GROUP_ENTRIES)
+        for i, f in enumerate(files):
+            if f.kind == _SUM and len(f.take):
+                if members and size + len(f.take) > limit:
+                    groups.append((members, np.concatenate([files[j].dest for j in members])))
+                    members, size = [], 0
+                members.append(i)
+                size += len(f.take)
+        if members:
+            groups.append((members, np.concatenate([files[j].dest for j in members])))
+        kinds = np.fromiter((info[s][5] for s in range(len(info))), dtype=np.int8, count=len(info))
+        unset = np.flatnonzero(kinds != _SUM)
+        recent = np.flatnonzero(kinds == _RECENT)
+        recent = recent[np.isin(recent, present)].tolist()
+        merge = (len(info), groups, unset, recent)
+        return merge, self._recipes(present.tolist())
 
     # --- output --------------------------------------------------------------------------------
     def _prefix(self, slot: int, name: str | None = None) -> str:
@@ -456,85 +426,119 @@ class SlotReader:
             prefix = self._prefixes[slot] = exposition.prefix(name or sample, labels, ordered)
         return prefix
 
-    def _make_plan(self, files: list[_File]):
-        """Per family: header, line prefixes, the slot each line reads, cumulative bucket groups."""
-        present = set()
-        for f in files:
-            present.update(f.slots)
-        present.discard(_DROPPED)
-        info = self._slot_info
-        init = [0.0 if info[s][5] == _SUM else None for s in range(len(info))]
+    def _recipes(self, present: list[int]) -> list:
+        """Per family: header, line prefixes, the slot each line reads, the histograms' cumulative buckets."""
+        info, prefixes_of, le_text = self._slot_info, self._prefixes, {}
         by_family: dict[str, list[int]] = {}
         for s in present:
             by_family.setdefault(info[s][0], []).append(s)
         recipes = []
         for metric in sorted(by_family):
             typ, help_text = self._families[metric]
-            slots = sorted(by_family[metric], key=lambda s: (info[s][1], info[s][2], info[s][4] or "", info[s][3] or 0))
-            prefixes, src, cumulative = [], [], []
-            if typ == "histogram":
-                buckets: dict[tuple, dict[float, list[int]]] = {}
-                plain: dict[tuple, list[int]] = {}
-                for s in slots:
-                    if info[s][3] is not None:
-                        buckets.setdefault(info[s][2], {}).setdefault(info[s][3], []).append(s)
-                    else:
-                        plain.setdefault(info[s][2], []).append(s)
-                count_name = metric + "_count"
-                bucket_name = exposition.metric_name(metric + "_bucket")
-                for labels in sorted(set(buckets) | set(plain)):
-                    group = buckets.get(labels)
-                    positions, around = [], None
-                    for le in sorted(group or ()):
-                        first, *extra = group[le]
-                        positions.append((len(src), extra))
-                        prefix = self._prefixes.get(first)
-                        if prefix is None:
-                            if around is None:  # the labels before and after `le`, rendered once per group
-                                pairs = exposition.label_pairs(labels)
-                                at = bisect_right([k for k, _ in labels], "le")
-                                around = (",".join(pairs[:at]) + ("," if at else ""),
-                                          ("," if at < len(pairs) else "") + ",".join(pairs[at:]))
-                            prefix = f'{bucket_name}{{{around[0]}le="{exposition.float_to_go(le)}"{around[1]}}} '
-                            self._prefixes[first] = prefix
-                        prefixes.append(prefix)
-                        src.append(first)
-                    for s in plain.get(labels, ()):
-                        if not (group and info[s][1] == count_name):  # _count comes from the buckets
-                            prefixes.append(self._prefix(s))
-                            src.append(s)
-                    if group:
-                        cumulative.append((positions, len(src)))
-                        count = self._counts.get((metric, labels))
-                        if count is None:
-                            count = self._counts[(metric, labels)] = exposition.prefix(count_name, labels, True)
-                        prefixes.append(count)
-                        src.append(src[positions[0][0]])  # a placeholder: the +Inf total replaces it
+            hist = None
+            if typ == "histogram":  # sorted by labels, then `le`, there
+                lines, src, hist = self._histogram(metric, by_family[metric], le_text)
             else:
-                for s in slots:
-                    prefixes.append(self._prefix(s))
-                    src.append(s)
-            maybe_missing = any(info[s][5] != _SUM for s in src)
-            recipes.append((exposition.header(metric, help_text, typ), prefixes, _tuple_getter(src) if src else None,
-                            cumulative, maybe_missing))
-        folds, groups = self._columns(files)
-        return init, recipes, folds, groups
+                slots = [row[-1] for row in sorted((i[1], i[2], i[4] or "", s) for s in by_family[metric]
+                                                    for i in (info[s],))]
+                lines = [prefixes_of.get(s) or self._prefix(s) for s in slots]
+                src = slots
+            recent = any(info[s][5] == _RECENT for s in src)
+            recipes.append((exposition.header(metric, help_text, typ), lines, np.array(src, dtype=np.intp), hist,
+                            recent))
+        return recipes
 
-    def _blocks(self, acc: list) -> list[exposition.Block]:
+    def _histogram(self, metric: str, slots: list[int], le_text: dict):
+        """Lines of one histogram family: per label set its buckets by `le`, its other samples, its _count.
+
+        The cumulative counts are made at each scrape from (bucket lines, first bucket of each label
+        set, _count lines, extra slots of an `le` written twice, as "1" and "1.0")."""
+        info, prefixes_of = self._slot_info, self._prefixes
+        buckets: dict[tuple, dict[float, int]] = {}
+        plain: dict[tuple, list[int]] = {}
+        twice: dict[tuple, dict[float, list[int]]] = {}  # the other slots of an `le` (written as "1" and "1.0")
+        for s in slots:
+            i = info[s]
+            le = i[3]
+            if le is not None:
+                group = buckets.get(i[2])
+                if group is None:
+                    group = buckets[i[2]] = {}
+                if le in group:
+                    twice.setdefault(i[2], {}).setdefault(le, []).append(s)
+                else:
+                    group[le] = s
+            else:
+                plain.setdefault(i[2], []).append(s)
+        count_name = metric + "_count"
+        bucket_name = exposition.metric_name(metric + "_bucket")
+        lines, src, bucket_lines, starts, count_lines, extra_at, extra_slots = [], [], [], [], [], [], []
+        for labels in sorted(set(buckets) | set(plain)):
+            group = buckets.get(labels)
+            if group:
+                les = sorted(group)
+                firsts = [group[le] for le in les]
+                if any(s not in prefixes_of for s in firsts):  # the labels around `le`, rendered once per label set
+                    pairs = exposition.label_pairs(labels)
+                    at = bisect_right([k for k, _ in labels], "le")
+                    head = f'{bucket_name}{{{",".join(pairs[:at])}{"," if at else ""}le="'
+                    tail = f'"{"," if at < len(pairs) else ""}{",".join(pairs[at:])}}} '
+                    for le, s in zip(les, firsts):
+                        if s not in prefixes_of:
+                            text = le_text.get(le)
+                            if text is None:
+                                text = le_text[le] = exposition.float_to_go(le)
+                            prefixes_of[s] = head + text + tail
+                starts.append(len(bucket_lines))
+                others = twice.get(labels)
+                if others:
+                    for k, le in enumerate(les):
+                        for e in others.get(le, ()):
+                            extra_at.append(starts[-1] + k)
+                            extra_slots.append(e)
+                bucket_lines.extend(range(len(lines), len(lines) + len(les)))
+                lines.extend(map(prefixes_of.__getitem__, firsts))
+                src.extend(firsts)
+            for s in plain.get(labels, ()):
+                if not (group and info[s][1] == count_name):  # _count comes from the buckets
+                    lines.append(prefixes_of.get(s) or self._prefix(s))
+                    src.append(s)
+            if group:
+                count = self._counts.get((metric, labels))
+                if count is None:
+                    count = self._counts[(metric, labels)] = exposition.prefix(count_name, labels, True)
+                count_lines.append(len(lines))
+                lines.append(count)
+                src.append(firsts[0])  # a placeholder: the +Inf total replaces it
+        if not starts:
+            return lines, src, None
+        ends = np.array([*starts[1:], len(bucket_lines)], dtype=np.intp) - 1
+        starts = np.array(starts, dtype=np.intp)
+        return lines, src, (np.array(bucket_lines, dtype=np.intp), starts, ends, np.diff(np.append(starts, len(bucket_lines))),
+                            np.array(count_lines, dtype=np.intp), np.array(extra_at, dtype=np.intp),
+                            np.array(extra_slots, dtype=np.intp))
+
+    def _blocks(self, merged) -> list[exposition.Block]:
+        acc, missing = merged
         out = []
-        for header, prefixes, getter, cumulative, maybe_missing in self._plan[1][1]:
-            values = list(getter(acc)) if getter else []
-            for positions, count in cumulative:
-                total = 0.0
-                for p, extra in positions:
-                    for e in extra:
-                        values[p] += acc[e]
-                    total += values[p]
-                    values[p] = total
-                values[count] = total
-            if maybe_missing:  # a mostrecent gauge whose timestamps are all 0 is not served
-                kept = [i for i, v in enumerate(values) if v is not None]
-                prefixes, values = [prefixes[i] for i in kept], [values[i] for i in kept]
+        for header, prefixes, src, hist, recent in self._plan[1][1]:
+            values = acc[src]
+            if hist is not None:
+                bucket_lines, starts, ends, lengths, count_lines, extra_at, extra_slots = hist
+                counts = values[bucket_lines]
+                if len(extra_at):
+                    np.add.at(counts, extra_at, acc[extra_slots])
+                running = np.cumsum(counts)  # bucket counts are whole numbers: the difference below is exact
+                before = np.zeros(len(starts))
+                before[1:] = running[starts[1:] - 1]
+                running -= np.repeat(before, lengths)
+                values[bucket_lines] = running
+                values[count_lines] = running[ends]
+            values = values.tolist()
+            if recent and missing is not None:  # a mostrecent gauge whose timestamps are all 0 is not served
+                kept = np.flatnonzero(~missing[src]).tolist()
+                if len(kept) < len(values):
+                    prefixes, values = [prefixes[i] for i in kept], [values[i] for i in kept]
             out.append(exposition.Block(header, prefixes, values))
         return out
 
@@ -551,4 +555,4 @@ class SlotReader:
                     "keys": len(self._parsed), "slots": len(self._slot_info)}
 
 
-__all__ = ["CHUNK_BYTES", "SlotReader"]
+__all__ = ["SlotReader"]
