@@ -15,7 +15,7 @@ CONSOLE_SCRIPTS = {
     "django-celery-ops-monitoring": "django_celery_ops.monitoring.cli:main",
 }
 EXTRAS = {"celery", "gunicorn", "sentry", "profiling", "exporter", "monitoring", "all"}
-CORE = {"django", "prometheus-client", "asgiref"}
+CORE = {"django", "prometheus-client", "asgiref", "numpy"}  # numpy: the metrics server's slot reader
 # The demo stack's dependencies (issue 20): none may reach an adopter, core or extra.
 DEMO_ONLY = {"supervisor", "flower", "tornado", "uvicorn", "uvicorn-worker", "dj-database-url", "psycopg",
              "psycopg-binary", "psycopg2", "psycopg2-binary", "humanize", "django-prometheus", "requests",
@@ -91,7 +91,7 @@ def test_metadata_names_the_distribution_and_supported_pythons(dist):
     assert set(md.get_all("Provides-Extra")) == EXTRAS
 
 
-def test_core_install_is_the_web_instrumentation_only(dist):
+def test_core_install_is_the_web_instrumentation_and_its_metrics_server_only(dist):
     core = {_canon(r.name) for r in _requirements(dist["metadata"]) if not _extras_of(r)}
     assert core == CORE, f"core Requires-Dist: {sorted(core)}"
 

@@ -7,6 +7,7 @@ exact whatever order the files are added in (MultiProcessCollector adds in direc
 import fcntl
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -190,6 +191,20 @@ def test_files_it_cannot_map_are_read_with_pread_and_stay_exact(tmp_path, files,
     write_random(files, rnd, ["w-0", "w-1"], families=8, first=50)
     assert_same(tmp_path, reader)
     assert all(f.mm is None for f in reader._files.values())
+
+
+def test_mappings_stay_within_half_the_descriptor_limit(tmp_path, files):
+    """A mapping keeps a descriptor: past the reader's budget files are read with pread, and exactly."""
+    rnd = files.rnd = random.Random(5)
+    write_random(files, rnd, [f"w-{i}" for i in range(4)], families=12)
+    reader = SlotReader(str(tmp_path))
+    reader.max_mappings = 3
+    assert_same(tmp_path, reader)
+    assert sum(f.mm is not None for f in reader._files.values()) == 3 < len(reader._files)
+    write_random(files, rnd, [f"w-{i}" for i in range(6)], families=12, first=20)  # more files, grown files
+    assert_same(tmp_path, reader)
+    assert sum(f.mm is not None for f in reader._files.values()) <= 3
+    assert 0 < SlotReader(str(tmp_path)).max_mappings <= resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
 
 
 def test_a_torn_entry_is_left_for_the_next_scrape(tmp_path, files):

@@ -47,6 +47,7 @@ import itertools
 import json
 import mmap
 import os
+import resource
 import struct
 import threading
 from bisect import bisect_right
@@ -161,6 +162,9 @@ class SlotReader:
         self._version = None  # the filter version the slots were made with
         self._reset_slots()
         self._plan = None  # (signature, recipe)
+        self._mapped = 0
+        # A mapping keeps a descriptor: map at most half of the process's limit, read the rest with pread.
+        self.max_mappings = max(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 32)
 
     def _reset_slots(self) -> None:
         self._slot_of: dict[tuple, int] = {}  # series key -> slot
@@ -178,13 +182,16 @@ class SlotReader:
             return None  # removed since the listing (mark_process_dead of a live gauge file)
         try:
             st = os.fstat(fd)
-            f = self._files.get(name)
+            f = old = self._files.get(name)
             if f is None or f.ino != st.st_ino or (f.mm is not None and st.st_size < len(f.mm)):
                 f = _File(name, typ, mode, ident, st.st_ino)  # new, replaced or shrunk
             if f.mm is not None and st.st_size > len(f.mm):
                 f.mm = None  # grown: map it whole again (values never move)
-            if f.mm is None and st.st_size >= 8:
+            if old is not None and old.mm is not None and f.mm is not old.mm:
+                self._mapped -= 1  # let go with the old _File (or its old length)
+            if f.mm is None and st.st_size >= 8 and self._mapped < self.max_mappings:
                 f.mm = _map(fd, st.st_size)
+                self._mapped += f.mm is not None
             buf = f.mm if f.mm is not None else os.pread(fd, st.st_size, 0)
         finally:
             os.close(fd)  # a mapping keeps its own descriptor
@@ -206,11 +213,11 @@ class SlotReader:
         if not keys:
             return
         get = self._key_ids.get
-        kids = [get(k) for k in keys]
+        kids = list(map(get, keys))
         if None in kids:
             fresh = list(dict.fromkeys(k for k, kid in zip(keys, kids) if kid is None))
             self._new_keys(fresh, f.typ)
-            kids = [get(k) for k in keys]
+            kids = list(map(get, keys))
         first_at, f.used = f.used, end
         klen = len(keys[-1])
         last_at = end - (klen + 28 - (klen + 4) % 8)
@@ -295,6 +302,7 @@ class SlotReader:
     def _scan(self) -> list[_File]:
         """The files to read now, mapped: new entries indexed, dead slots' live gauges left out."""
         alive: dict[str, bool] = {}
+        self._mapped = sum(f.mm is not None for f in self._files.values())
         seen, active = set(), []
         try:
             names = sorted(e.name for e in os.scandir(self.path) if e.name.endswith(".db"))
@@ -316,6 +324,7 @@ class SlotReader:
                 active.append(f)
         for name in [n for n in self._files if n not in seen]:
             del self._files[name]  # gone, or a dead slot's live gauges: its mapping is let go
+        self._mapped = sum(f.mm is not None for f in self._files.values())
         return active
 
     def collect(self) -> list[exposition.Block]:
