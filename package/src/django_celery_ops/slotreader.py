@@ -26,8 +26,10 @@ per series. Semantics are MultiProcessCollector's, file for file:
   a scrape reads it would fault the reader (SIGBUS), as it would any reader of a mapping.
 
 The index build (the first scrape of a fresh server, or after many new series) runs with the
-cycle collector paused and then freezes what it made (gc.freeze): millions of small tuples that
-live as long as the server, which the collector would otherwise walk at every full collection.
+cycle collector paused, and one that doubled the series count then freezes what it made
+(gc.freeze): millions of small tuples that live as long as the server, which the collector would
+otherwise walk at every full collection. Smaller growth stays with the collector, so freezes are
+few (a cycle that is garbage at one of them is kept for good: a few objects, a few times).
 
 One departure: a gauge whose files disagree on the mode (code changed between deploys) is
 merged per file mode; MultiProcessCollector applies the mode of whichever file it read last.
@@ -63,6 +65,7 @@ _KINDS = {"sum": _SUM, "livesum": _SUM, "max": _MAX, "livemax": _MAX, "min": _MI
           "all": _LAST, "liveall": _LAST, "mostrecent": _RECENT, "livemostrecent": _RECENT}
 _INT = struct.Struct("<i")
 _DROPPED = -1
+FREEZE_MIN = 10_000  # series made since the last gc.freeze() before another is worth it
 GROUP_ENTRIES = 1 << 16  # summed values gathered at once: at most this many, or as many as there are series
 _EMPTY = np.zeros(0, dtype=np.intp)
 _decode = json.JSONDecoder().decode  # json.loads without its per-call wrapper (keys are UTF-8 text)
@@ -163,6 +166,7 @@ class SlotReader:
         self._reset_slots()
         self._plan = None  # (signature, recipe)
         self._mapped = 0
+        self._frozen_at = 0  # series count at the last gc.freeze()
         # A mapping keeps a descriptor: map at most half of the process's limit, read the rest with pread.
         self.max_mappings = max(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 32)
 
@@ -343,7 +347,9 @@ class SlotReader:
                 signature = tuple((f.serial, len(f.keys)) for f in active)
                 if self._plan is None or self._plan[0] != signature:
                     self._plan = (signature, self._make_plan(active))
-                    gc.freeze()  # and never again: what the index holds lives as long as the server
+                    if len(self._slot_info) >= 2 * self._frozen_at + FREEZE_MIN:
+                        gc.freeze()  # the index lives as long as the server: out of the collector's walks
+                        self._frozen_at = len(self._slot_info)
             finally:
                 if collecting:
                     gc.enable()
