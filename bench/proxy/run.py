@@ -20,32 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.web.machine import Quiet, describe
+from bench.web.machine import Quiet, add_quiet_options, describe, wrk
 from ops.drills.procs import app_env, migrate, start_gunicorn, start_mtail, start_nginx
 
 HERE = Path(__file__).resolve().parent
 MARK = "<!-- bench/proxy/run.py inserts runs of record below this line -->"
 TARGET_RATIO = 0.9
-
-
-def _wrk(url: str, seconds: float, connections: int) -> dict:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url], capture_output=True,
-                         text=True, check=True).stdout
-
-    def ms(label):
-        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()
-        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), "p50": ms("50%"), "p99": ms("99%"),
-            "non2xx": int(errors[1]) if errors else 0}
 
 
 def measure(seconds: float, rounds: int, connections: int, view: str, mtail: bool, workdir: Path) -> dict:
@@ -64,11 +50,11 @@ def measure(seconds: float, rounds: int, connections: int, view: str, mtail: boo
             procs.append(start_mtail(workdir / "mtail", nginx.access_log))
         urls = {"direct": direct + view, "proxied": nginx.url + view}
         for url in urls.values():  # warm-up
-            _wrk(url, 1, connections)
+            wrk(url, 1, connections)
         runs: dict[str, list[dict]] = {"direct": [], "proxied": []}
         for r in range(rounds):
             for path in (("direct", "proxied") if r % 2 == 0 else ("proxied", "direct")):
-                runs[path].append(_wrk(urls[path], seconds, connections))
+                runs[path].append(wrk(urls[path], seconds, connections))
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -114,8 +100,7 @@ def main() -> int:
     parser.add_argument("--view", default="/healthz")
     parser.add_argument("--no-mtail", action="store_true", help="leave mtail out (nginx still writes its log)")
     parser.add_argument("--no-write", action="store_true", help="never touch RESULTS.md")
-    parser.add_argument("--max-load", type=float, default=0.5)
-    parser.add_argument("--max-other-cpu", type=float, default=0.03)
+    add_quiet_options(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
         with Quiet(args.max_load, args.max_other_cpu) as quiet:

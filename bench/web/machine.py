@@ -12,10 +12,15 @@ other processes (per-pid deltas of the processes alive at both ends) are listed 
 
 Quiet means: load average (1 min) before the run <= --max-load (default 0.5 on any core count),
 and others' CPU <= --max-other-cpu (default 3 %) of the machine's capacity (wall x cores) during it.
+
+Also the benches' shared parts that need no Django: the wrk runner (wrk()) and the quiet-machine
+options (add_quiet_options()), so that any bench imports them without bench/web/run.py.
 """
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -132,3 +137,24 @@ def describe(report: dict) -> str:
 
 
 __all__ = ["Quiet", "describe", "wait_for_quiet"]
+
+
+def add_quiet_options(parser) -> None:
+    """--max-load and --max-other-cpu (Quiet's thresholds) on an argparse parser."""
+    parser.add_argument("--max-load", type=float, default=0.5, help="load average (1 min) allowed before the run")
+    parser.add_argument("--max-other-cpu", type=float, default=0.03,
+                        help="other processes' CPU allowed during the run, as a share of the machine")
+
+
+def wrk(url: str, seconds: float, connections: int) -> dict:
+    """`wrk -t1 -c<connections> -d<seconds>s --latency url`: rps, p50 and p99 (ms), non-2xx/3xx responses."""
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url], capture_output=True,
+                         text=True, check=True).stdout
+
+    def ms(label):
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]), "p50": ms("50%"), "p99": ms("99%"),
+            "non2xx": int(errors[1]) if errors else 0}

@@ -10,9 +10,13 @@ called straight into the application: the WSGI callable with a minimal environ, 
 application in one event loop with a minimal scope. Multiprocess mode as under gunicorn (a
 temporary PROMETHEUS_MULTIPROC_DIR for every layer but bare; the slot claimed as a worker does)
 and the timeout evidence armed (evidence.arm(), as gunicorn's post_worker_init does). Prints
-µs per request: the median over rounds and the min-max; --profile adds a cProfile of each layer.
+µs of CPU per request (time.process_time() of the layer's process, so that the time other
+processes take from a shared machine is left out; --clock wall for the wall clock): the median
+over rounds and the min-max; --profile adds a cProfile of each layer.
 
-bench/web/run.py uses Pool below for its in-process column.
+bench/web/run.py uses Pool below for its in-process column. bench/web/marginal.py gives
+RequestMiddleware's own cost alone (a difference within one process; under valgrind, in
+instructions, which no neighbour on a shared machine can move).
 """
 from __future__ import annotations
 
@@ -99,9 +103,10 @@ for line in sys.stdin:
     cmd = line.split()
     n, path = int(cmd[1]), cmd[2]
     if cmd[0] == "time":
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         batch(n, path)
-        print(json.dumps({"us": (time.perf_counter() - t) / n * 1e6}), flush=True)
+        c, t = time.process_time() - c, time.perf_counter() - t
+        print(json.dumps({"us": t / n * 1e6, "cpu_us": c / n * 1e6}), flush=True)
     elif cmd[0] == "profile":
         pr = cProfile.Profile()
         pr.enable()
@@ -162,8 +167,11 @@ class Pool:
         proc.stdin.flush()
         return json.loads(proc.stdout.readline())
 
-    def time(self, name: str, path: str, n: int) -> float:
-        return self._ask(name, f"time {n} {path}")["us"]
+    def time(self, name: str, path: str, n: int, clock: str = "cpu") -> float:
+        """µs per request: of the process's CPU time (clock "cpu", every thread; the time the machine
+        gave to other processes left out) or of the wall clock ("wall")."""
+        answer = self._ask(name, f"time {n} {path}")
+        return answer["cpu_us"] if clock == "cpu" else answer["us"]
 
     def profile(self, name: str, path: str, n: int) -> str:
         return self._ask(name, f"profile {n} {path}")["profile"]
@@ -180,7 +188,7 @@ class Pool:
 
 
 def rounds(pool: Pool, chosen: dict[str, dict], n: int | None, count: int, only_path: str | None = None,
-           turn_seconds: float = 0.5) -> dict:
+           turn_seconds: float = 0.5, clock: str = "cpu") -> dict:
     """{(layer, view): [µs per round]}, the layers taking turns in a rotated order each round.
 
     n None: each (layer, view) times as many requests as fill about turn_seconds (from 100 first).
@@ -192,7 +200,7 @@ def rounds(pool: Pool, chosen: dict[str, dict], n: int | None, count: int, only_
     for r in range(count):
         k = r % len(units)
         for name, view in units[k:] + units[:k]:
-            out[name, view].append(pool.time(name, VIEWS[view], sizes[name, view]))
+            out[name, view].append(pool.time(name, VIEWS[view], sizes[name, view], clock))
     out["sizes"] = sizes
     return out
 
@@ -204,13 +212,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--path", default=None, help="only this view's path (default: each layer's views)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     args = parser.parse_args()
     every = layers()
     chosen = {k: v for k, v in every.items() if not args.layer or k in args.layer}
     with tempfile.TemporaryDirectory(prefix="profile-web-") as tmp, FakeSentry() as sentry:
         pool = Pool(chosen, Path(tmp), sentry.dsn)
         try:
-            result = rounds(pool, chosen, args.n, args.rounds, args.path)
+            result = rounds(pool, chosen, args.n, args.rounds, args.path, clock=args.clock)
             sizes = result.pop("sizes")
             for (name, view), us in result.items():
                 print(f"{name:32s} {view:8s} median {statistics.median(us):7.1f} µs/request "

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from pathlib import Path
 
 from bench.web import profile_request
 from bench.web.layers import TARGETS, VIEWS, layers, profiling_available
-from bench.web.machine import Quiet, describe, wait_for_quiet
+from bench.web.machine import Quiet, add_quiet_options, describe, wait_for_quiet, wrk
 from tests.support import stack
 from tests.support.fake_sentry import FakeSentry
 
@@ -52,20 +51,6 @@ HERE = Path(__file__).resolve().parent
 ASGI_WORKER = "app.api.workers.UvicornWorker"
 SAVED = ROOT / "var" / "bench"  # git-ignored: every run's tables, of record or not
 MARK = "<!-- bench/web/run.py inserts runs of record below this line -->"
-
-
-def _wrk(url: str, seconds: float, connections: int) -> dict:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url], capture_output=True,
-                         text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-    def ms(label):
-        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
-        value, unit = float(m.group(1)), m.group(2)
-        return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
-
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": ms("50%"), "p99": ms("99%"), "non2xx": int(errors.group(1)) if errors else 0}
 
 
 def _seed(env: dict) -> None:
@@ -106,14 +91,14 @@ def part1(chosen: dict, seconds: float, rounds: int, connections: int, workdir: 
             servers[name] = url
         units = [(name, view) for name, layer in chosen.items() for view in layer["views"]]
         for name, view in units:  # warm-up
-            _wrk(servers[name] + VIEWS[view], 1, connections)
+            wrk(servers[name] + VIEWS[view], 1, connections)
         runs: dict = {u: [] for u in units}
         n = len(units)
         step = next(s for s in range(n // 2 or 1, 0, -1) if math.gcd(s, n) == 1)  # ~half-way, co-prime with n
         for r in range(rounds):
             k = (r * step) % n  # each round starts elsewhere: no layer keeps the first or last slot
             for name, view in units[k:] + units[:k]:
-                runs[name, view].append(_wrk(servers[name] + VIEWS[view], seconds, connections))
+                runs[name, view].append(wrk(servers[name] + VIEWS[view], seconds, connections))
         files = {}
         for i, name in enumerate(chosen):  # what each layer's storage wrote: slot files, or stock's pid files
             folder = workdir / f"layer{i}" / "prometheus"
@@ -286,8 +271,7 @@ def main() -> int:
     parser.add_argument("--info", action="store_true", help="add the informative 1 %% tracing layer")
     parser.add_argument("--layer", action="append", help="only these layers (plus the bare ones)")
     parser.add_argument("--no-write", action="store_true", help="never touch RESULTS.md")
-    parser.add_argument("--max-load", type=float, default=0.5)
-    parser.add_argument("--max-other-cpu", type=float, default=0.03)
+    add_quiet_options(parser)
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="first wait up to SECONDS for the load average to fall to --max-load")
     args = parser.parse_args()

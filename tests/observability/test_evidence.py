@@ -1,5 +1,4 @@
 """The evidence record's fast paths write what the master reads from the general flush()."""
-import json
 import os
 import sys
 
@@ -20,37 +19,106 @@ def armed(tmp_path, monkeypatch):
     evidence._stack_file.close()
 
 
-def _raw(record) -> bytes:
-    size = int.from_bytes(record.mm[:4], "little")
-    return bytes(record.mm[4:4 + size])
+def _read(record) -> dict:
+    """What the master's collect() would read from the record now."""
+    return evidence.parse(bytes(record.mm), os.getpid())
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/caf\u00e9/\"quoted\"\\/\n", "/" + "x" * 400])
-def test_one_request_in_flight_is_byte_identical_to_flush(armed, path):
+def _short_form(record) -> bool:
+    return bool(record.mm[3] & 0x80)
+
+
+def _same_as_flush(record) -> dict:
+    """The record as the master reads it now, asserting that flush() (the JSON form) reads the same."""
+    now = _read(record)
+    record.flush()
+    assert not _short_form(record) and _read(record) == now
+    return now
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/caf\u00e9/\"quoted\"\\/\n", "/" + "x" * 400, "/\udcff-surrogate"])
+def test_one_request_in_flight_reads_as_flush_writes_it(armed, path):
     token = evidence.begin("<unnamed view>", "GET", path, "rid-1")
     evidence.set_view(token, "drills:db-view\u2603")
-    fast = _raw(armed)
-    armed.flush()
-    assert fast == _raw(armed)
-    assert json.loads(fast)["requests"][0]["view"] == "drills:db-view\u2603"
+    assert _short_form(armed)
+    record = _same_as_flush(armed)
+    assert record["in_flight"] == 1 and record["exit"] is None and record["pid"] == os.getpid()
+    assert record["requests"][0]["view"] == "drills:db-view\u2603" and record["requests"][0]["path"] == path[:300]
+
+
+def test_a_request_is_on_record_before_its_view_resolved(armed):
+    import time
+
+    token = evidence.begin("<unnamed view>", "GET", "/stuck-in-a-middleware", "rid-1")
+    [entry] = _read(armed)["requests"]
+    assert (entry["view"], entry["path"], entry["request_id"]) == ("<unnamed view>", "/stuck-in-a-middleware", "rid-1")
+    assert isinstance(entry["started"], float) and abs(entry["started"] - time.time()) < 5  # the master subtracts it
+    assert set(entry) == {"view", "method", "path", "request_id", "started"}
+    evidence.set_view(token, "v")
+    assert _read(armed)["requests"][0]["view"] == "v"
+
+
+def test_set_view_writes_only_the_view(armed):
+    token = evidence.begin("<unnamed view>", "GET", "/a", "rid-1")
+    before, before_record = bytes(armed.mm), _read(armed)
+    evidence.set_view(token, "drills:db-view")
+    after = bytes(armed.mm)
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert changed and all(armed.view_at <= i < armed.view_at + evidence._VIEW_WIDTH for i in changed)
+    assert _read(armed)["requests"][0] == {**before_record["requests"][0], "view": "drills:db-view"}
+
+
+@pytest.mark.parametrize("view", ["v" * 96, "v" * 97, "v" * 200, "caf\u00e9" * 30, "nul\0in-view"])
+def test_a_view_that_does_not_fit_its_field_is_written_as_json(armed, view):
+    token = evidence.begin("<unnamed view>", "GET", "/a", "rid-1")
+    evidence.set_view(token, view)
+    assert _short_form(armed) == (len(view.encode()) <= evidence._VIEW_WIDTH and "\0" not in view)
+    assert _same_as_flush(armed)["requests"][0]["view"] == view
+
+
+@pytest.mark.parametrize("field", ["path", "request_id"])
+def test_a_nul_in_a_field_is_written_as_json(armed, field):
+    values = {"path": "/a", "request_id": "rid-1", field: "x\0y"}
+    evidence.begin("<unnamed view>", "GET", values["path"], values["request_id"])
+    assert not _short_form(armed)
+    assert _read(armed)["requests"][0][field] == "x\0y"
+
+
+def test_set_view_while_another_began_writes_both(armed):
+    first = evidence.begin("<unnamed view>", "GET", "/a", "rid-a")
+    second = evidence.begin("<unnamed view>", "GET", "/b", "rid-b")
+    evidence.set_view(first, "a")
+    record = _read(armed)
+    assert record["in_flight"] == 2 and [(r["view"], r["path"]) for r in record["requests"]] == \
+        [("a", "/a"), ("<unnamed view>", "/b")]
+    evidence.end(first)
+    evidence.set_view(second, "b")
+    record = _read(armed)
+    assert record["in_flight"] == 1 and [(r["view"], r["path"]) for r in record["requests"]] == [("b", "/b")]
 
 
 def test_non_str_value_falls_back_to_the_encoder(armed):
     token = evidence.begin("<unnamed view>", None, "/x", "rid-1")
     evidence.set_view(token, "v")
-    fast = _raw(armed)
-    armed.flush()
-    assert fast == _raw(armed)
+    assert not _short_form(armed)
+    assert _same_as_flush(armed)["requests"][0]["method"] is None
+
+
+def test_a_torn_short_record_reads_as_none(armed):
+    evidence.begin("<unnamed view>", "GET", "/a", "rid-1")
+    raw = bytearray(armed.mm)
+    raw[4:8] = b"\xff\xff\xff\xff"  # not UTF-8, fields missing
+    assert evidence.parse(bytes(raw), os.getpid()) == {}
 
 
 def test_two_in_flight_use_flush_oldest_first(armed):
     first = evidence.begin("<unnamed view>", "GET", "/a", "rid-a")
     second = evidence.begin("<unnamed view>", "GET", "/b", "rid-b")
     evidence.set_view(second, "b")
-    record = json.loads(_raw(armed))
+    record = _read(armed)
     assert record["in_flight"] == 2 and [r["path"] for r in record["requests"]] == ["/a", "/b"]
     evidence.end(first)
-    record = json.loads(_raw(armed))
+    record = _read(armed)
     assert record["in_flight"] == 1 and record["requests"][0]["path"] == "/b"
 
 
@@ -69,7 +137,7 @@ def test_in_flight_lists_the_requests_being_served_oldest_first(armed):
     assert all(r["thread_id"] == threading.get_ident() and t0 <= r["started"] <= time.monotonic() for r in shown)
     assert set(shown[0]) == {"thread_id", "started", "view", "method", "path", "request_id"}
     # The master's record keeps its own keys: the wall-clock start, no thread id, no monotonic time.
-    assert set(json.loads(_raw(armed))["requests"][0]) == {"view", "method", "path", "request_id", "started"}
+    assert set(_read(armed)["requests"][0]) == {"view", "method", "path", "request_id", "started"}
     evidence.end(first)
     assert [r["request_id"] for r in evidence.in_flight()] == ["rid-b"]
     evidence.end(second)

@@ -15,13 +15,27 @@ import json
 import mmap
 import os
 import threading
-import time
 from threading import get_ident
-from time import monotonic
+from time import monotonic, time_ns
 
 _SIZE = 16384
 _MAX_SHOWN = 20  # an ASGI worker may serve thousands at once; the oldest few tell the story
 _HEADER = 4
+
+
+# An entry of `inflight`: a list, cheaper to make than a dict (one per request).
+_VIEW, _METHOD, _PATH, _RID, _STARTED, _THREAD, _MONOTONIC = range(7)
+
+# The record has two forms, told apart by the top bit of its size header:
+# - JSON (flush()): {"pid", "served", "in_flight", "requests": [{"view", "method", "path",
+#   "request_id", "started"}, ...], "exit"}, what collect() returns;
+# - one request in flight and no exit (a sync worker, every request; flush_one()): the fields
+#   joined by NUL, UTF-8, then the view in a fixed field of _VIEW_WIDTH bytes padded with NULs:
+#   served, method, path, request_id, started (time.time_ns()), view. One join and one encode
+#   instead of a JSON document, and set_view() writes only the view's field. collect() turns
+#   it into the JSON form's dict. A value holding a NUL (or not a str) goes the JSON way.
+_ONE = 1 << 31
+_VIEW_WIDTH = 96
 
 
 class _Record:
@@ -33,72 +47,91 @@ class _Record:
         finally:
             os.close(fd)
         self.lock = threading.Lock()
-        self.inflight: dict[int, dict] = {}
+        self.inflight: dict[int, list] = {}
         self.served = 0
         self.exit: dict | None = None
         self.ids = itertools.count()
-        self.prefix = f'{{"pid":{os.getpid()},"served":'.encode()  # the pid is the worker's: arm() runs after the fork
+        self.pid = os.getpid()  # the worker's: arm() runs after the fork
+        # The token of the request flush_one() wrote, and where its view's field is; None when
+        # the mmap holds anything else.
+        self.fast_token: int | None = None
+        self.view_at = 0
 
     def flush(self) -> None:
-        shown = sorted(self.inflight.values(), key=lambda e: e["started"])[:_MAX_SHOWN]
-        # What _encode() of {"pid", "served", "in_flight", "requests", "exit"} writes, each request
-        # with the master's keys only (thread_id and monotonic are for in_flight()).
-        body = "".join(('{"pid":', str(os.getpid()), ',"served":', str(self.served), ',"in_flight":',
-                        str(len(self.inflight)), ',"requests":[', ",".join(map(_entry_json, shown)),
-                        '],"exit":', _encode(self.exit), "}")).encode()
+        self.fast_token = None
+        shown = sorted(self.inflight.values(), key=_by_start)[:_MAX_SHOWN]
+        body = _encode({"pid": self.pid, "served": self.served, "in_flight": len(self.inflight),
+                        "requests": [_entry_dict(e) for e in shown], "exit": self.exit}).encode()
         if len(body) > _SIZE - _HEADER:
-            body = json.dumps({"pid": os.getpid(), "served": self.served, "in_flight": len(self.inflight),
-                               "requests": [], "exit": self.exit, "truncated": True}).encode()
+            body = _encode({"pid": self.pid, "served": self.served, "in_flight": len(self.inflight),
+                            "requests": [], "exit": self.exit, "truncated": True}).encode()
         self.write(body)
 
-    def write(self, body: bytes) -> None:
+    def write(self, body: bytes, form: int = 0) -> None:
         self.mm[_HEADER:_HEADER + len(body)] = body
-        self.mm[:_HEADER] = len(body).to_bytes(_HEADER, "little")
+        self.mm[:_HEADER] = (len(body) | form).to_bytes(_HEADER, "little")
 
-    def flush_one(self, entry: dict) -> None:
-        """flush() when the only request in flight is entry and no exit is noted (a sync worker,
-        every request): the same bytes, without the sort and the encoder's walk of the dict."""
-        body = b"".join((self.prefix, str(self.served).encode(), _ONE_IN_FLIGHT, _entry_json(entry).encode(),
-                         _ONE_SUFFIX))
-        if len(body) > _SIZE - _HEADER:
+    def flush_one(self, token: int, entry: list) -> None:
+        """flush() when the only request in flight is entry and no exit is noted, in the short form."""
+        try:
+            head = "\0".join((str(self.served), entry[_METHOD], entry[_PATH], entry[_RID], str(entry[_STARTED]), ""))
+            view = _padded_view(entry[_VIEW])
+        except TypeError:  # a value that is not a str (None)
+            view = None
+        if view is None or head.count("\0") != 5 or len(head) * 4 + _VIEW_WIDTH > _SIZE - _HEADER:
             self.flush()
             return
-        self.write(body)
+        head = head.encode("utf-8", "surrogatepass")
+        self.write(head + view, _ONE)
+        self.fast_token, self.view_at = token, _HEADER + len(head)
 
     def idle(self) -> None:
         """Nothing in flight, no exit: size 0, which collect() reads as {} (no request, no exit),
         what the master makes of the full idle record (its exit and requests are all it reads)."""
+        self.fast_token = None
         self.mm[:_HEADER] = _IDLE
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=...) without a new encoder
-_quote = json.encoder.encode_basestring_ascii  # what that encoder writes for a str (ensure_ascii)
-_ONE_IN_FLIGHT = b',"in_flight":1,"requests":['
-_ONE_SUFFIX = b'],"exit":null}'
 _IDLE = bytes(_HEADER)
-_KEYS = ("view", "method", "path", "request_id", "started")  # what the master reads of each request
-_QUOTED: dict = {}  # view names and methods, quoted once
-_QUOTED_MAX = 4096
+_PADDED: dict = {}  # view names, encoded and padded once
+_CACHE_MAX = 4096
 
 
-def _q(value) -> str:
-    quoted = _QUOTED.get(value)
-    if quoted is None:
-        quoted = _quote(value)
-        if len(_QUOTED) < _QUOTED_MAX:
-            _QUOTED[value] = quoted
-    return quoted
+def _by_start(entry: list) -> float:
+    return entry[_MONOTONIC]
 
 
-def _entry_json(entry: dict) -> str:
-    """_encode() of the entry's _KEYS, in this order (str values, a float)."""
-    started = entry["started"]
-    try:
-        return "".join(('{"view":', _q(entry["view"]), ',"method":', _q(entry["method"]),
-                        ',"path":', _quote(entry["path"]), ',"request_id":', _quote(entry["request_id"]),
-                        ',"started":', float.__repr__(started) if type(started) is float else _encode(started), "}"))
-    except TypeError:  # a value that is not a str (None): the encoder knows what to write
-        return _encode({k: entry[k] for k in _KEYS})
+def _padded_view(view: str) -> bytes | None:
+    """The view's field of the short form: UTF-8 padded with NULs to _VIEW_WIDTH; None when it does not fit."""
+    padded = _PADDED.get(view)
+    if padded is None:
+        raw = view.encode("utf-8", "surrogatepass")  # TypeError for a view that is not a str
+        if len(raw) > _VIEW_WIDTH or b"\0" in raw:
+            return None
+        padded = raw.ljust(_VIEW_WIDTH, b"\0")
+        if len(_PADDED) < _CACHE_MAX:
+            _PADDED[view] = padded
+    return padded
+
+
+def _started_seconds(started):
+    return started / 1e9 if type(started) is int else started
+
+
+def _entry_dict(entry: list) -> dict:
+    """What the master reads of a request (thread_id and monotonic are for in_flight())."""
+    return {"view": entry[_VIEW], "method": entry[_METHOD], "path": entry[_PATH], "request_id": entry[_RID],
+            "started": _started_seconds(entry[_STARTED])}
+
+
+def _read_one(body: bytes, pid: int) -> dict:
+    """The JSON form's dict of a short-form body (the master, in collect())."""
+    head, view = body[:-_VIEW_WIDTH], body[-_VIEW_WIDTH:]
+    served, method, path, rid, started, _ = head.decode("utf-8", "surrogatepass").split("\0")
+    request = {"view": view.rstrip(b"\0").decode("utf-8", "surrogatepass"), "method": method, "path": path,
+               "request_id": rid, "started": int(started) / 1e9}
+    return {"pid": pid, "served": int(served), "in_flight": 1, "requests": [request], "exit": None}
 
 
 _record: _Record | None = None
@@ -123,19 +156,25 @@ def arm(state_dir: str) -> None:
 
 
 def begin(view: str, method: str, path: str, request_id: str) -> int | None:
-    """Note a request starting; return a token for end(), None when no record is armed."""
+    """Note a request starting; return a token for end(), None when no record is armed.
+
+    The only request in flight (a sync worker: every request) is written to the record now,
+    with its view as given; set_view() then overwrites only the view. With others in flight the
+    record is written at set_view(), as it was before (one full write per request, not two).
+    """
     record = _record
     if record is None:
         return None
-    entry = {"view": view, "method": method, "path": path[:300], "request_id": request_id, "started": time.time(),
-             "thread_id": get_ident(), "monotonic": monotonic()}
+    entry = [view, method, path[:300], request_id, time_ns(), get_ident(), monotonic()]
     lock = record.lock
     lock.acquire()  # not `with`: this runs three times per request, and `with` costs more on 3.11
     try:
         token = next(record.ids)
-        record.inflight[token] = entry
+        inflight = record.inflight
+        inflight[token] = entry
         record.served += 1
-        # No flush here: set_view() writes the entry once the URL resolved, with the view in it.
+        if len(inflight) == 1 and record.exit is None:
+            record.flush_one(token, entry)
     finally:
         lock.release()
     return token
@@ -151,11 +190,17 @@ def set_view(token: int | None, view: str) -> None:
     try:
         entry = record.inflight.get(token)
         if entry is not None:
-            entry["view"] = view
-            if len(record.inflight) == 1 and record.exit is None:
-                record.flush_one(entry)
-            else:
-                record.flush()
+            entry[_VIEW] = view
+            if record.fast_token == token and len(record.inflight) == 1:
+                try:
+                    padded = _PADDED.get(view) or _padded_view(view)
+                except TypeError:
+                    padded = None
+                if padded is not None:
+                    at = record.view_at
+                    record.mm[at:at + _VIEW_WIDTH] = padded
+                    return
+            record.flush()
     finally:
         lock.release()
 
@@ -187,8 +232,8 @@ def in_flight() -> list[dict]:
     if record is None:
         return []
     with record.lock:
-        shown = [{"thread_id": e["thread_id"], "started": e["monotonic"], "view": e["view"], "method": e["method"],
-                  "path": e["path"], "request_id": e["request_id"]} for e in record.inflight.values()]
+        shown = [{"thread_id": e[_THREAD], "started": e[_MONOTONIC], "view": e[_VIEW], "method": e[_METHOD],
+                  "path": e[_PATH], "request_id": e[_RID]} for e in record.inflight.values()]
     shown.sort(key=lambda e: e["started"])
     return shown
 
@@ -207,6 +252,20 @@ def note_exit(code: int, recycled: bool) -> None:
         record.flush()
 
 
+def parse(raw: bytes, pid: int) -> dict:
+    """The record in a record file's bytes ({} when idle or unreadable), in the JSON form's shape."""
+    try:
+        size = int.from_bytes(raw[:_HEADER], "little")
+        form, size = size & _ONE, size & ~_ONE
+        if not 0 < size <= len(raw) - _HEADER:
+            return {}
+        if form:
+            return _read_one(raw[_HEADER:_HEADER + size], pid)
+        return json.loads(raw[_HEADER:_HEADER + size])
+    except ValueError:
+        return {}
+
+
 def collect(state_dir: str, pid: int) -> tuple[dict, str]:
     """In the master, after reaping: the worker's last record and stack dump; both files removed."""
     record_path, stack_path = paths(state_dir, pid)
@@ -214,9 +273,8 @@ def collect(state_dir: str, pid: int) -> tuple[dict, str]:
     try:
         with open(record_path, "rb") as f:
             raw = f.read()
-        size = int.from_bytes(raw[:_HEADER], "little")
-        record = json.loads(raw[_HEADER:_HEADER + size]) if 0 < size <= len(raw) - _HEADER else {}
-    except (OSError, ValueError):
+        record = parse(raw, pid)
+    except OSError:
         record = {}
     try:
         with open(stack_path, errors="replace") as f:
@@ -231,4 +289,4 @@ def collect(state_dir: str, pid: int) -> tuple[dict, str]:
     return record, stack
 
 
-__all__ = ["arm", "begin", "collect", "end", "in_flight", "note_exit", "paths", "served", "set_view"]
+__all__ = ["arm", "begin", "collect", "end", "in_flight", "note_exit", "parse", "paths", "served", "set_view"]

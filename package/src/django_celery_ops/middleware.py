@@ -6,10 +6,13 @@ django_celery_ops.W005 says when it is not). It replaces django-prometheus'
 PrometheusBeforeMiddleware/PrometheusAfterMiddleware without depending on the package: same
 family names, labels and label values (metrics.http()), only the families django-mixin's
 dashboards and our rules read. Per request: one perf_counter pair, a recorder per labelled child
-cached in plain dicts (no `.labels()` lock), and 9 slot-file writes of ~0.2 µs each
-(slotvalue.py: in-flight +1/-1, requests by view, responses by status, latency, request and
-response body sizes: sum and bucket each, an empty body's sum skipped), 11 with X-Request-Start
-(queue time). Under ASGI every hook runs in the event loop: no sync_to_async hop per request.
+cached in plain dicts (no `.labels()` lock), 9 slot-file writes (slotvalue.py: one double
+stored into the mapping each; in-flight +1/-1, requests by view, responses by status, latency,
+request and response body sizes: sum and bucket each, an empty body's sum skipped), 11 with
+X-Request-Start (queue time), and the timeout evidence: the request written once when it
+starts, its view's field overwritten once the URL resolved, 4 idle bytes at the end
+(evidence.py). bench/web/marginal.py measures the whole pass (CPU, or instructions under
+valgrind). Under ASGI every hook runs in the event loop: no sync_to_async hop per request.
 """
 from __future__ import annotations
 
@@ -84,11 +87,6 @@ def view_name(request) -> str:
     return (match.view_name if match is not None else None) or UNRESOLVED
 
 
-def _method(request) -> str:
-    method = request.method
-    return method if method in _METHODS else "<invalid method>"
-
-
 class RequestMiddleware:
     sync_capable = True
     async_capable = True
@@ -149,13 +147,14 @@ class RequestMiddleware:
 
     def _begin(self, request) -> float:
         started = request._obs_started = time.perf_counter()  # Sentry keeps the breadcrumbs since then
-        request.request_id = None
-        request._obs_token = None
-        request._obs_view = None  # process_view names it; _record falls back to view_name()
+        # Two attributes on the request here (its id, the evidence token), the view in process_view:
+        # readers use getattr() with a default for the ones an early failure left unset.
+        rid = None
         try:
             meta = request.META
             rid = meta.get("HTTP_X_REQUEST_ID")
-            request.request_id = rid if rid and _REQUEST_ID.match(rid) else _new_request_id()
+            if not rid or not _REQUEST_ID.match(rid):
+                rid = _new_request_id()
             start_header = meta.get("HTTP_X_REQUEST_START")
             if start_header is not None:
                 waited = queue_time.queue_seconds(start_header)
@@ -163,12 +162,14 @@ class RequestMiddleware:
                     self.queue_seconds(waited)
         except Exception:
             instrumentation_failed("begin")
-            if request.request_id is None:
-                request.request_id = _new_request_id()
+            if rid is None or not isinstance(rid, str) or not _REQUEST_ID.match(rid):
+                rid = _new_request_id()
+        request.request_id = rid
         self.in_flight(1)
         try:
-            request._obs_token = evidence.begin(UNRESOLVED, request.method, request.path, request.request_id)
+            request._obs_token = evidence.begin(UNRESOLVED, request.method, request.path, rid)
         except Exception:
+            request._obs_token = None
             instrumentation_failed("begin")
         return started
 
@@ -181,7 +182,10 @@ class RequestMiddleware:
     def process_view(self, request, view_func, view_args, view_kwargs):
         try:
             name = request._obs_view = request.resolver_match.view_name or UNRESOLVED
-            self.by_view[name, self.transport(request), _method(request)](1)
+            method = request.method
+            if method not in _METHODS:
+                method = "<invalid method>"
+            self.by_view[name, self.transport(request), method](1)
             evidence.set_view(getattr(request, "_obs_token", None), name)
         except Exception:
             instrumentation_failed("begin")
@@ -204,39 +208,44 @@ class RequestMiddleware:
         return response
 
     def _end(self, request, response, started: float) -> None:
+        """Count and time the finished request (response None: it raised), once, in one frame."""
         duration = time.perf_counter() - started
         self.in_flight(-1)
         try:
-            self._record(request, response, duration)
+            evidence.end(getattr(request, "_obs_token", None))
+            if response is None:
+                return
+            view = getattr(request, "_obs_view", None) or view_name(request)
+            method = request.method
+            if method not in _METHODS:
+                method = "<invalid method>"
+            code = response.status_code
+            status = self.statuses.get(code)
+            if status is None:
+                status = self.statuses[code] = str(code)
+            self.responses[status, view, method](1)
+            self.latency[view, method](duration)
+            length = request.META.get("CONTENT_LENGTH")
+            self.request_body(_content_length(length) if length else 0)
+            if getattr(response, "streaming", False):
+                self.streaming(1)
+            else:
+                self.response_body(len(response.content))
+            self.set_request_id(response, request.request_id)
+            if duration >= self.slow_seconds:
+                self._slow(request, response, view, method, duration)
         except Exception:
             instrumentation_failed("end")
 
-    def _record(self, request, response, duration: float) -> None:
-        evidence.end(getattr(request, "_obs_token", None))
-        if response is None:
-            return
-        view, method = getattr(request, "_obs_view", None) or view_name(request), _method(request)
-        code = response.status_code
-        status = self.statuses.get(code)
-        if status is None:
-            status = self.statuses[code] = str(code)
-        self.responses[status, view, method](1)
-        self.latency[view, method](duration)
-        self.request_body(_content_length(request))
-        if getattr(response, "streaming", False):
-            self.streaming(1)
-        else:
-            self.response_body(len(response.content))
-        self.set_request_id(response, request.request_id)
-        if duration >= self.slow_seconds:
-            metrics.slow_requests.labels(view, method).inc()
-            fields = {"view": view, "method": method, "status": response.status_code, "duration_seconds": round(duration, 3),
-                      "request_id": request.request_id, "path": request.path}
-            profile = getattr(request, "django_celery_ops_profile", None)  # ProfilingMiddleware wrote one
-            if profile:
-                fields["profile"] = str(profile)
-            log.warning("slow request %s", " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items()),
-                        extra={"slow_request": fields})
+    def _slow(self, request, response, view: str, method: str, duration: float) -> None:
+        metrics.slow_requests.labels(view, method).inc()
+        fields = {"view": view, "method": method, "status": response.status_code, "duration_seconds": round(duration, 3),
+                  "request_id": request.request_id, "path": request.path}
+        profile = getattr(request, "django_celery_ops_profile", None)  # ProfilingMiddleware wrote one
+        if profile:
+            fields["profile"] = str(profile)
+        log.warning("slow request %s", " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items()),
+                    extra={"slow_request": fields})
 
 
 def _set_header(response, value: str) -> None:
@@ -295,9 +304,10 @@ def _scheme(request) -> str:
     return "https" if request._get_scheme() == "https" else "http"
 
 
-def _content_length(request) -> int:
+def _content_length(value: str) -> int:
+    """The request body's size the CONTENT_LENGTH header gives (0 when it is not a number)."""
     try:
-        return int(request.META.get("CONTENT_LENGTH") or 0)
+        return int(value)
     except ValueError:
         return 0
 

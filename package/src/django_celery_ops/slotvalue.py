@@ -12,8 +12,12 @@ timestamp], append-only), so the stock MultiProcessCollector and slotreader.py r
   MultiProcessValue does (its first write after a pid change resets every value).
 - Each value has its own lock: threads of one process (gthread workers, ASGI thread pools)
   share a value, and ``+=`` is a read, an add and a store that a thread switch can split.
-- The write is a slice assignment (a memcpy of the packed bytes), not struct.pack_into, which
-  zeroes the bytes before it fills them in: a scrape must never read a counter as 0.
+- The write is one item of a memoryview of the mapping cast to doubles (the value's 8 bytes
+  are 8-aligned: prometheus_client pads every key to that), one aligned 8-byte store: no
+  bytes object, no slice, and a scrape reads the old or the new value. Not struct.pack_into,
+  which zeroes the bytes before it fills them in: a scrape must never read a counter as 0.
+  The doubles are little-endian in the file: on a big-endian machine the value is packed and
+  written as a slice instead.
 - When the file grows (re-truncated, mapped again), values keep the mapping they have: it
   still covers their offset, which never moves.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import sys
 import threading
 from bisect import bisect_left
 
@@ -31,7 +36,7 @@ from prometheus_client.mmap_dict import mmap_key
 INITIAL_SIZE = 1 << 16  # as prometheus_client's mmap_dict._INITIAL_MMAP_SIZE
 _INT = struct.Struct("<i")
 _TWO_DOUBLES = struct.Struct("<dd")
-_pack = _TWO_DOUBLES.pack
+_NATIVE = sys.byteorder == "little"  # a memoryview's "d" is the machine's double; the file's is little-endian
 
 
 def _entries(mm, used: int):
@@ -61,6 +66,7 @@ class SlotFile:
             capacity = INITIAL_SIZE
         self.capacity = capacity
         self.mm = mmap.mmap(self._f.fileno(), capacity)
+        self.doubles = _doubles(self.mm)
         self.used = _INT.unpack_from(self.mm, 0)[0]
         if self.used == 0:
             self.used = 8
@@ -79,6 +85,7 @@ class SlotFile:
             self.capacity *= 2
             self._f.truncate(self.capacity)
             self.mm = mmap.mmap(self._f.fileno(), self.capacity)  # the old mapping stays valid for its values
+            self.doubles = _doubles(self.mm)
         self.mm[self.used:self.used + len(entry)] = entry
         self.used += len(entry)
         self.mm[0:4] = _INT.pack(self.used)  # the entry is complete before `used` covers it
@@ -87,6 +94,29 @@ class SlotFile:
 
     def close(self) -> None:
         self._f.close()  # the mappings close when the last value lets go of them
+
+
+class _Packed:
+    """Where memoryview's doubles are not the file's: item i written as 8 little-endian bytes."""
+
+    __slots__ = ("mm",)
+
+    def __init__(self, mm):
+        self.mm = mm
+
+    def __setitem__(self, i: int, value: float) -> None:
+        self.mm[i * 8:i * 8 + 8] = _DOUBLE.pack(value)
+
+    def __getitem__(self, i: int) -> float:
+        return _DOUBLE.unpack_from(self.mm, i * 8)[0]
+
+
+_DOUBLE = struct.Struct("<d")
+
+
+def _doubles(mm):
+    """The mapping as a sequence of doubles (item i: bytes 8i..8i+8)."""
+    return memoryview(mm).cast("d") if _NATIVE else _Packed(mm)
 
 
 def SlotValue(process_identifier):  # noqa: N802 (a class factory, as values.MultiProcessValue)
@@ -138,7 +168,7 @@ def SlotValue(process_identifier):  # noqa: N802 (a class factory, as values.Mul
         """A float in a slot file: written at a fixed offset, under a lock of its own."""
 
         _multiprocess = True
-        __slots__ = ("_prefix", "_key", "_lock", "_mm", "_at", "_value")
+        __slots__ = ("_prefix", "_key", "_lock", "_mm", "_at", "_value")  # _mm: the doubles of the mapping; _at: the item
 
         def __init__(self, typ, metric_name, name, labelnames, labelvalues, help_text, multiprocess_mode="",
                      **kwargs):
@@ -161,8 +191,10 @@ def SlotValue(process_identifier):  # noqa: N802 (a class factory, as values.Mul
                 f = files[self._prefix] = SlotFile(path)
             pos = f.offset(self._key)
             self._value = _TWO_DOUBLES.unpack_from(f.mm, pos)[0]
-            self._at = slice(pos, pos + 16)
-            self._mm = f.mm  # last: a thread that sees the mapping sees the value and offset too
+            if pos % 8:
+                raise RuntimeError("slot file value not 8-aligned: the file is corrupted")
+            self._at = pos // 8  # keys are padded so that every value is 8-aligned
+            self._mm = f.doubles  # last: a thread that sees the mapping sees the value and offset too
 
         def _bind(self):
             """Attach this value (its own lock held by the caller) and return its mapping."""
@@ -181,8 +213,7 @@ def SlotValue(process_identifier):  # noqa: N802 (a class factory, as values.Mul
                 mm = self._mm
                 if mm is None:
                     mm = self._bind()
-                value = self._value = self._value + amount
-                mm[self._at] = _pack(value, 0.0)
+                mm[self._at] = self._value = self._value + amount
             finally:
                 lock.release()
 
@@ -194,7 +225,9 @@ def SlotValue(process_identifier):  # noqa: N802 (a class factory, as values.Mul
                 if mm is None:
                     mm = self._bind()
                 self._value = value
-                mm[self._at] = _pack(value, timestamp or 0.0)
+                at = self._at
+                mm[at + 1] = timestamp or 0.0
+                mm[at] = value
             finally:
                 lock.release()
 
