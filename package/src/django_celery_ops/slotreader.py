@@ -255,21 +255,25 @@ class SlotReader:
         if parsed is None:
             return None
         metric, name, items = parsed
+        histogram = self._families[metric][0] == "histogram"
         if self.series_filter is not None:
             labels = self.series_filter(name, dict(items))
             if labels is None:
                 return None
-            items = tuple(labels.items())
-        le = None
-        if self._families[metric][0] == "histogram":
-            for k, v in items:
-                if k == "le":
-                    try:
-                        le = float(v)
-                    except (ValueError, TypeError):
-                        return None
-                    items = tuple(kv for kv in items if kv[0] != "le")
-                    break
+            if not histogram or "le" not in labels:
+                return metric, name, tuple(sorted(labels.items())), None
+        elif not histogram:
+            return metric, name, tuple(sorted(items)), None
+        else:
+            labels = dict(items)
+            if "le" not in labels:
+                return metric, name, tuple(sorted(items)), None
+        labels = dict(labels)  # the filter's answer stays as it gave it
+        try:
+            le = float(labels.pop("le"))
+        except (ValueError, TypeError):
+            return None
+        items = labels.items()
         return metric, name, tuple(sorted(items)), le  # asked once per key and file mode (_by_group caches the slot)
 
     def _assign(self, f: _File, kids) -> list[int]:
