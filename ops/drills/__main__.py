@@ -1,7 +1,8 @@
 """`python -m ops.drills [NAME ...]`: start a time-compressed stack, run drills, write the report.
 
 With no NAME a healthy-load run comes first (on the fresh stack: the SLO burn the drills cause
-fades over compressed hours), then every drill.
+fades over compressed hours), then every drill. --parallel runs the whole catalog on two stacks
+at once, a healthy-load run then one lane of drills each (scenarios.LANES), as the tests do.
 The report goes to var/reports/drills-<time>/ (report.md, report.json, one PNG per drill).
 """
 import argparse
@@ -10,9 +11,10 @@ import time
 from pathlib import Path
 
 from ops.drills.harness import DrillFailed, Stack
+from ops.drills.lanes import LaneRun, start_stacks, stop_stacks
 from ops.drills.procs import ROOT
 from ops.drills.runner import run_drill, run_healthy, write_report
-from ops.drills.scenarios import DRILLS
+from ops.drills.scenarios import DRILLS, LANES
 
 
 def main(argv=None) -> int:
@@ -22,12 +24,18 @@ def main(argv=None) -> int:
     parser.add_argument("--healthy", action="store_true", help="run the healthy-load run before named drills too")
     parser.add_argument("--healthy-seconds", type=float, default=90.0)
     parser.add_argument("--var", type=Path, default=None, help="the drill stack's var folder")
+    parser.add_argument("--parallel", action="store_true",
+                        help=f"every drill, on {len(LANES)} stacks at once (one lane each, scenarios.LANES)")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in DRILLS]
     if unknown:
         parser.error(f"unknown drill {', '.join(unknown)}; known: {', '.join(DRILLS)}")
+    if args.parallel and args.names:
+        parser.error("--parallel runs the whole catalog: give no NAME")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     var = args.var or ROOT / "var" / "drills" / stamp
+    if args.parallel:
+        return _parallel(var, stamp, None if args.no_healthy else args.healthy_seconds)
     print(f"drills: starting a time-compressed stack under {var}", flush=True)
     stack = Stack.start(var)
     results = []
@@ -49,6 +57,32 @@ def main(argv=None) -> int:
                            note="Time-compressed stack (rules 20x faster, 1 s scrapes); see docs/drills.md.")
         print(f"drills: report in {out}/report.md")
     return 0 if all(r.ok for r in results) else 1
+
+
+def _parallel(var: Path, stamp: str, healthy_seconds: float | None) -> int:
+    print(f"drills: starting {len(LANES)} time-compressed stacks under {var}", flush=True)
+    stacks = start_stacks([var / f"stack-{n + 1}" for n in range(len(LANES))])
+    run = None
+    try:
+        run = LaneRun(stacks, LANES, healthy_seconds)
+        for name in DRILLS:
+            try:
+                result = run.result(name, timeout=None)
+                print(f"drills: {name} ({result.stack}): {'ok' if result.ok else 'FAILED: ' + str(result.error)}",
+                      flush=True)
+            except DrillFailed as exc:
+                print(f"drills: {name}: did not run: {exc}", flush=True)
+    finally:
+        if run is not None:
+            run.stop()
+        stop_stacks(stacks)
+        results = run.results() if run is not None else []
+        out = write_report(results, ROOT / "var" / "reports" / f"drills-{stamp}",
+                           note=f"{len(stacks)} time-compressed stacks at once (rules 20x faster, 1 s scrapes), "
+                                "one lane of drills each; see docs/drills.md.")
+        print(f"drills: report in {out}/report.md")
+    return 0 if len(results) == len(DRILLS) + (len(LANES) if healthy_seconds else 0) and all(r.ok for r in results) \
+        else 1
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.drills.procs import HOST, ROOT, Proc, free_port, http, wait_for
+from ops.drills.procs import (HOST, ROOT, Proc, alive_pids, free_ports, http, process_tree, stack_pids, stop_pids,
+                              wait_for)
 
 PORT_VARS = ("WEB_PORT", "ASGI_PORT", "WEB_METRICS_PORT", "ASGI_METRICS_PORT", "FLOWER_PORT", "EXPORTER_PORT",
              "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT",
@@ -49,6 +50,11 @@ DRILL_ENV = {
 }
 
 
+# supervisord stops every program in a few seconds (its own KILL comes only after stopwaitsecs=40):
+# a test stack needs no graceful end, so past this its leftovers are KILLed (Stack.stop).
+STOP_GRACE_SECONDS = 15.0
+
+
 class DrillFailed(AssertionError):
     """A drill's expectation was not met; the message says which and what was seen."""
 
@@ -79,7 +85,7 @@ class Stack:
     @classmethod
     def start(cls, var_dir: Path, extra_env: dict | None = None, timeout: float = 120.0) -> "Stack":
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "OPS_", "GUNICORN_"))}
-        env.update({name: str(free_port()) for name in PORT_VARS})
+        env.update(zip(PORT_VARS, map(str, free_ports(len(PORT_VARS)))))  # distinct, also across stacks
         env.update(DRILL_ENV)
         env.update(extra_env or {})
         env["OPS_VAR_DIR"] = str(var_dir)
@@ -125,10 +131,25 @@ class Stack:
             return len(targets) >= 8 and not down
         wait_until(ready, timeout, "every scrape target of the stack to be up")
 
-    def stop(self) -> None:
-        subprocess.run([str(ROOT / "scripts/down.sh")], cwd=ROOT, env=self.env, capture_output=True, timeout=180)
-        if self.proc:
-            self.proc.stop(timeout=30)  # down.sh stopped supervisord; this ends what is left of its group
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop every process of the stack, bounded.
+
+        supervisord is this process's child: TERM it (it stops every program, each as a group, in
+        a few seconds) and reap it here, KILL it if it outlives `grace`. Not scripts/down.sh
+        first: its `kill -0` wait sees an unreaped child of ours as alive (a zombie), so it waited
+        its full 60 s every time. Whatever outlives supervisord (a program it could not stop, the
+        drills' own extra worker) is TERMed, then KILLed after 5 s: the processes under supervisord
+        when the stop began, and any whose environment is the stack's (its OPS_VAR_DIR).
+        """
+        if self.proc is None:  # a stack this process did not start: the stack's own stop
+            subprocess.run([str(ROOT / "scripts/down.sh")], cwd=ROOT, env=self.env, capture_output=True, timeout=180)
+            return
+        running = process_tree(self.proc.pid) - {self.proc.pid}  # before supervisord goes: its children
+        self.proc.stop(timeout=grace)
+
+        def left() -> set[int]:
+            return alive_pids(running) | stack_pids(self.var_dir, by_command_line=False)
+        stop_pids(left, grace=5.0)
 
     # --- what the stack shows ---------------------------------------------------------------
     def prom(self, path: str, **params) -> dict | list:
@@ -166,7 +187,7 @@ class Stack:
         return int(out)
 
 
-def wait_until(predicate, timeout: float, what: str, interval: float = 1.0):
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.5):
     """Poll until predicate() is truthy (the stack may be momentarily unreachable); raise DrillFailed at the timeout."""
     return wait_for(predicate, timeout, f"waiting for {what}", interval=interval, error=DrillFailed)
 
@@ -217,6 +238,8 @@ class Result:
     series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     window: tuple[float, float, float] | None = None  # injected, removed, ended (unix times)
     error: str | None = None
+    stack: str = ""  # which stack ran it, when several run at once (ops/drills/lanes.py)
+    duration: float | None = None  # seconds, its wait for a quiet stack included
 
     @property
     def ok(self) -> bool:
@@ -230,4 +253,5 @@ class Result:
             "inhibited": sorted(self.inhibited),
             "resolved_after_seconds": None if self.resolved_after is None else round(self.resolved_after, 1),
             "alerts_seen": sorted(self.seen), "unexpected": sorted(self.unexpected), "error": self.error,
+            "stack": self.stack, "duration_seconds": None if self.duration is None else round(self.duration, 1),
         }

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,6 +54,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
+
+
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def free_ports(count: int) -> list[int]:
+    """Return `count` distinct ports free on 127.0.0.1 now, none returned before by this function.
+
+    All are held open while choosing, so they differ from each other; the record keeps stacks
+    started at once (ops/drills/lanes.py) from sharing a port.
+    """
+    with _handed_out_lock:
+        held, ports = [], []
+        try:
+            while len(ports) < count:
+                sock = socket.socket()
+                held.append(sock)  # held until all are chosen, the ones refused too
+                sock.bind((HOST, 0))
+                if sock.getsockname()[1] not in _handed_out:
+                    ports.append(sock.getsockname()[1])
+        finally:
+            for sock in held:
+                sock.close()
+        _handed_out.update(ports)
+        return ports
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, message: str, interval: float = 0.2,
@@ -171,6 +198,95 @@ class Service(Proc):
     def address(self) -> str:
         """Return host:port, as a Prometheus target."""
         return self.url.split("://", 1)[1].rstrip("/")
+
+
+def _processes() -> dict[int, int]:
+    """{pid: parent pid} of every live process (zombies are dead: left out)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state, parent = f.read().rpartition(b")")[2].split()[:2]
+        except (OSError, ValueError):
+            continue
+        if state != b"Z":
+            parents[int(entry)] = int(parent)
+    return parents
+
+
+def _with_descendants(pids: set[int], parents: dict[int, int]) -> set[int]:
+    pids = set(pids)
+    while children := {pid for pid, parent in parents.items() if parent in pids} - pids:
+        pids |= children
+    return pids
+
+
+def _ancestors(pid: int, parents: dict[int, int]) -> set[int]:
+    found = set()
+    while pid in parents and pid not in found:
+        found.add(pid)
+        pid = parents[pid]
+    return found
+
+
+def alive_pids(pids) -> set[int]:
+    """Those of pids still alive (a zombie is dead)."""
+    return set(pids) & _processes().keys()
+
+
+def process_tree(pid: int) -> set[int]:
+    """pid and every live descendant of it."""
+    parents = _processes()
+    return _with_descendants({pid}, parents) if pid in parents else set()
+
+
+def stack_pids(var_dir, by_command_line: bool = True) -> set[int]:
+    """Every live process of a stack (scripts/up.sh) whose state is var_dir, and their descendants.
+
+    Its environment names the var folder (OPS_VAR_DIR), or (by_command_line) its command line
+    does: nginx writes its process title over its environment, but its master's command line
+    names the folder, and its workers are the master's children. This process and its
+    ancestors are never counted (a shell or `timeout` that started it may name the folder too).
+    """
+    env_needle, path_needle = f"OPS_VAR_DIR={var_dir}".encode(), str(var_dir).encode()
+    parents = _processes()
+    own = _ancestors(os.getpid(), parents)
+    pids = set()
+    for pid in parents.keys() - own:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+            cmdline = b""
+            if by_command_line:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read()
+        except OSError:
+            continue
+        if env_needle in environ or path_needle in cmdline:
+            pids.add(pid)
+    return _with_descendants(pids, parents) - own
+
+
+def stop_pids(find: Callable[[], set[int]], grace: float = 5.0) -> set[int]:
+    """TERM every process find() returns, wait up to grace seconds for them to go, KILL what is left.
+
+    find() is asked again while waiting (a dying parent may leave children). Returns the pids
+    that had to be killed.
+    """
+    def signal_all(pids, sig):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+    signal_all(find(), signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while (left := find()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    signal_all(left, signal.SIGKILL)
+    return left
 
 
 @atexit.register

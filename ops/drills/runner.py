@@ -13,6 +13,7 @@ from ops.drills.scenarios import Drill
 
 QUIET_TIMEOUT = 240.0
 NOTIFY_TIMEOUT = 60.0
+POLL_SECONDS = 0.5  # Prometheus evaluates every second in drills: a state change is seen within half of it
 RUNBOOKS_DIR = ROOT / "runbooks"
 
 # --- runbook diagnosis on the real fault ----------------------------------------------------------
@@ -119,6 +120,7 @@ def run_drill(stack: Stack, drill: Drill) -> Result:
     The drill starts once none of its expected alerts fires or is pending; alerts of an earlier
     drill still resolving (a burned SLO budget takes a while) are carried over, not counted.
     """
+    started = time.time()
     result = Result(drill.name, list(drill.expected))
     causes = CAUSES.get(drill.name, {})
     wait_quiet(stack, names=set(drill.expected))
@@ -146,7 +148,7 @@ def run_drill(stack: Stack, drill: Drill) -> Result:
                 result.inhibited |= _inhibited(stack, waiting)
                 if waiting <= result.inhibited or now > notify_deadline:
                     break
-            time.sleep(1)
+            time.sleep(POLL_SECONDS)
     finally:
         remove()
         removed_at = time.time()
@@ -187,11 +189,13 @@ def run_drill(stack: Stack, drill: Drill) -> Result:
         except Exception as exc:  # a plot is a convenience; its absence must not hide the verdict
             result.series[title] = []
             result.error = result.error or f"could not read series {title!r}: {exc}"
+    result.duration = time.time() - started
     return result
 
 
 def run_healthy(stack: Stack, seconds: float) -> Result:
     """Background traffic only, for `seconds`: nothing but Watchdog may fire."""
+    started = time.time()
     result = Result("healthy-load", [])
     wait_quiet(stack, timeout=180)
     t0 = time.time()
@@ -202,6 +206,7 @@ def run_healthy(stack: Stack, seconds: float) -> Result:
     if result.unexpected:
         result.error = f"alerts fired under healthy load: {', '.join(sorted(result.unexpected))}"
     result.window = (t0, time.time(), time.time())
+    result.duration = time.time() - started
     return result
 
 
@@ -242,14 +247,15 @@ def write_report(results: list[Result], out: Path, note: str = "") -> Path:
     (out / "report.json").write_text(json.dumps(summaries, indent=2))
     lines = [f"# Drill report {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "", note, "",
              "| drill | ok | expected alerts | time to fire (s) | time to notify (s) | resolved after (s) | "
-             "unexpected |", "|---|---|---|---|---|---|---|"]
+             "unexpected | stack | took (s) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         fire = ", ".join(f"{a} {r.fired[a]:.0f}" for a in r.expected if a in r.fired) or "–"
         notify = ", ".join(f"{a} {r.notified[a]:.0f}" if a in r.notified else f"{a} inhibited"
                            for a in r.expected if a in r.notified or a in r.inhibited) or "–"
         resolved = "–" if r.resolved_after is None else f"{r.resolved_after:.0f}"
         lines.append(f"| {r.name} | {'yes' if r.ok else 'NO'} | {', '.join(r.expected) or 'none'} | {fire} | "
-                     f"{notify} | {resolved} | {', '.join(sorted(r.unexpected)) or 'none'} |")
+                     f"{notify} | {resolved} | {', '.join(sorted(r.unexpected)) or 'none'} | {r.stack or '–'} | "
+                     f"{'–' if r.duration is None else f'{r.duration:.0f}'} |")
         if r.window and (r.series or r.expected):
             _plot(r, out / f"{r.name}.png")
     diagnosed = [(r.name, alert, d) for r in results for alert, d in r.diagnosis.items()]

@@ -1,68 +1,89 @@
-"""Game day in a box: every drill of docs/drills.md on a real, time-compressed stack, then a healthy run.
+"""Game day in a box: every drill of docs/drills.md on real, time-compressed stacks, after a healthy run.
 
-One stack for the module (scripts/up.sh under supervisord: Redis, both web tiers, Celery, the
-exporter, Flower, Prometheus with the real rules compressed 20x, Alertmanager with the real
-routing, the inbox). Each drill injects its fault and must fire its alerts, reach the inbox and
-resolve; nothing unexpected may fire. A healthy-load run of the same length comes first and
-may fire nothing but Watchdog. The report lands in var/reports/drills-test/.
+Two stacks for the module, started at once (scripts/up.sh under supervisord, each: Redis, both
+web tiers, Celery, the exporter, Flower, Prometheus with the real rules compressed 20x,
+Alertmanager with the real routing, the inbox), each running its lane of the catalog
+(ops/drills/lanes.py, scenarios.LANES) in a background thread: first a healthy-load run on the
+fresh stack, which may fire nothing but Watchdog, then its drills one after the other. Each drill
+injects its fault and must fire its alerts, reach the inbox and resolve; nothing unexpected may
+fire. The stacks share no process, port or state, so one lane's fault cannot reach the other's
+alerts. A test waits for its drill's result. The report lands in var/reports/drills-test/.
 """
 import time
 
 import pytest
 
-from ops.drills.harness import Stack, wait_until
+from ops.drills.harness import wait_until
+from ops.drills.lanes import LaneRun, check_plan, start_stacks, stop_stacks
 from ops.drills.procs import ROOT, http
-from ops.drills.runner import CAUSES, run_drill, run_healthy, write_report
-from ops.drills.scenarios import DRILLS
+from ops.drills.runner import CAUSES, write_report
+from ops.drills.scenarios import DRILLS, LANES
 from tests.support.dashboards import panel_queries, to_promql
 from tests.support.runbooks import runbook_queries
 
 pytestmark = pytest.mark.e2e
 HEALTHY_SECONDS = 90.0
+LANE_TIMEOUT = 3600.0  # a generous bound on one lane (about 10 minutes when all is well)
 
 
 @pytest.fixture(scope="module")
-def drill_stack(tmp_path_factory):
-    stack = Stack.start(tmp_path_factory.mktemp("drills") / "var")
+def drill_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("drills")
+    stacks = start_stacks([base / f"var-{n + 1}" for n in range(len(LANES))])
     # Task outcomes no drill produces on its own, for the dashboards' data check at the end: a
-    # poison message and a revoked task (neither is an alert condition). Sent on the fresh stack.
+    # poison message and a revoked task (neither is an alert condition). Sent on each fresh stack.
     try:
-        for kind in ("reject", "revoke"):
-            status, body = http(f"{stack.url('WEB_PORT')}/drills/tasks/?kind={kind}&count=2", b"")
-            assert status == 202, body
+        for stack in stacks:
+            for kind in ("reject", "revoke"):
+                status, body = http(f"{stack.url('WEB_PORT')}/drills/tasks/?kind={kind}&count=2", b"")
+                assert status == 202, body
+        run = LaneRun(stacks, LANES, HEALTHY_SECONDS)
     except BaseException:
-        stack.stop()  # a failed set-up must not leave the stack running
+        stop_stacks(stacks)  # a failed set-up must not leave the stacks running
         raise
-    results = []
-    yield stack, results
-    stack.stop()
-    write_report(results, ROOT / "var" / "reports" / "drills-test",
-                 note="Run by tests/e2e/test_drills.py on a time-compressed stack (docs/drills.md).")
+    yield run
+    run.stop()  # when a test failed early: no drill starts any more
+    stop_stacks(stacks)
+    if run.running:  # a drill was still running against the stopped stack: let it end, then sweep again
+        run.stop(join_timeout=60)
+        stop_stacks(stacks)
+    write_report(run.results(), ROOT / "var" / "reports" / "drills-test",
+                 note=f"Run by tests/e2e/test_drills.py on {len(stacks)} time-compressed stacks at once, "
+                      "one lane of drills each (docs/drills.md).")
 
 
-def test_healthy_load_fires_nothing_but_watchdog(drill_stack):
-    """First, on the fresh stack: the SLO burn of the drills (windows up to 3 days, compressed to
+def test_the_lanes_hold_every_drill_once():
+    check_plan(LANES)
+
+
+def test_healthy_load_fires_nothing_but_watchdog(drill_run):
+    """First on each fresh stack: the SLO burn of the drills (windows up to 3 days, compressed to
     hours) would otherwise still be fading."""
-    stack, results = drill_stack
-    result = run_healthy(stack, HEALTHY_SECONDS)
-    results.append(result)
-    assert result.ok, result.error
-    assert "Watchdog" in stack.alerts("firing")
+    for n, future in enumerate(drill_run.healthy):
+        result = future.result(LANE_TIMEOUT)
+        assert result.ok, f"stack {n + 1}: {result.error}"
+    for n, stack in enumerate(drill_run.stacks):
+        # Watchdog fires from the first evaluation on, whatever a drill does
+        assert "Watchdog" in stack.alerts("firing"), f"stack {n + 1}"
 
 
 @pytest.mark.parametrize("name", list(DRILLS))
-def test_drill_fires_its_alerts_notifies_and_resolves(drill_stack, name):
-    stack, results = drill_stack
-    result = run_drill(stack, DRILLS[name])
-    results.append(result)
-    assert result.ok, f"{name}: {result.error}; seen {sorted(result.seen)}"
+def test_drill_fires_its_alerts_notifies_and_resolves(drill_run, name):
+    result = drill_run.result(name, LANE_TIMEOUT)
+    assert result.ok, f"{name} ({result.stack}): {result.error}; seen {sorted(result.seen)}"
 
 
-def test_runbook_diagnosis_points_at_the_injected_cause(drill_stack):
+def _all_drills(drill_run):
+    """Wait until every lane is done (the tests below look at all faults)."""
+    for future in drill_run.drills.values():
+        future.exception(LANE_TIMEOUT)  # waits; a failed drill is its own test's failure
+
+
+def test_runbook_diagnosis_points_at_the_injected_cause(drill_run):
     """While each diagnosed drill's alert fired, its runbook's Diagnosis queries (placeholders from the
     alert's labels) all returned data, and one named the injected cause (runner.CAUSES)."""
-    _, results = drill_stack
-    ran = {r.name: r for r in results if r.name in CAUSES}
+    _all_drills(drill_run)
+    ran = {r.name: r for r in drill_run.results() if r.name in CAUSES}
     assert ran, "no diagnosed drill ran"
     problems = []
     for name, result in ran.items():
@@ -77,22 +98,26 @@ def test_runbook_diagnosis_points_at_the_injected_cause(drill_stack):
     assert not problems, "\n".join(problems)
 
 
-def test_every_dashboard_panel_shows_data_after_the_drills(drill_stack):
-    """Run last: by now every fault has happened once, so failure-only panels have data too."""
-    stack, _ = drill_stack
-    wait_until(lambda: stack.query("celery_task_rejected_total") and stack.query("celery_task_revoked_total"),
-               120, "the rejected and revoked tasks sent at start to be counted")
+def test_every_dashboard_panel_shows_data_after_the_drills(drill_run):
+    """Run last: by now every fault has happened once, on one stack or the other, so failure-only
+    panels have data too (on the stack whose lane caused it)."""
+    _all_drills(drill_run)
+    for stack in drill_run.stacks:
+        wait_until(lambda: stack.query("celery_task_rejected_total") and stack.query("celery_task_revoked_total"),
+                   120, "the rejected and revoked tasks sent at start to be counted")
     empty = []
     end = time.time()
     for uid, panel_id, title, expr in panel_queries():
-        result = stack.prom("/api/v1/query_range", query=to_promql(expr, offsets=False), start=end - 3600, end=end, step=15)["result"]
-        if not result:
+        query = to_promql(expr, offsets=False)
+        if not any(stack.prom("/api/v1/query_range", query=query, start=end - 3600, end=end, step=15)["result"]
+                   for stack in drill_run.stacks):
             empty.append(f"{uid}#{panel_id} {title}: {expr}")
-    assert not empty, "panels without data:\n" + "\n".join(empty)
+    assert not empty, "panels without data on any stack:\n" + "\n".join(empty)
 
 
-def test_every_runbook_query_runs_on_the_live_stack(drill_stack):
-    """The PromQL an on-call engineer pastes from a runbook runs against the stack's real metrics."""
-    stack, _ = drill_stack
-    for alert, query in runbook_queries():
-        stack.query(query)  # raises on a query Prometheus rejects
+def test_every_runbook_query_runs_on_the_live_stack(drill_run):
+    """The PromQL an on-call engineer pastes from a runbook runs against the stacks' real metrics."""
+    _all_drills(drill_run)
+    for stack in drill_run.stacks:
+        for alert, query in runbook_queries():
+            stack.query(query)  # raises on a query Prometheus rejects

@@ -7,6 +7,7 @@ import time
 import pytest
 import requests
 
+from ops.drills.procs import stack_pids
 from tests.support import stack
 
 pytestmark = pytest.mark.e2e
@@ -24,39 +25,11 @@ def stack_env(tmp_path):
     yield env
     # Whatever the test did (a start that timed out, a failed assertion), no process of this stack
     # outlives it: a left-over stack holds ports and CPU for every later test.
-    for pid in _stack_pids(env["OPS_VAR_DIR"]):
+    for pid in stack_pids(env["OPS_VAR_DIR"]):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _stack_pids(var_dir) -> set[int]:
-    """Every live process of this stack: its environment or its command line names the var folder, or
-    its parent is one (nginx writes its process title over its environment, but its master's command
-    line names the folder, and its workers are the master's children)."""
-    env_needle, path_needle = f"OPS_VAR_DIR={var_dir}".encode(), str(var_dir).encode()
-    pids, parents = set(), {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                environ = f.read().split(b"\0")
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                parents[int(entry)] = int(f.read().rpartition(b")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if env_needle in environ or path_needle in cmdline:
-            pids.add(int(entry))
-    grown = True
-    while grown:
-        children = {pid for pid, parent in parents.items() if parent in pids} - pids
-        grown = bool(children)
-        pids |= children
-    return pids
 
 
 def _start(stack_env, tmp_path):
@@ -93,10 +66,10 @@ def test_make_up_serves_within_a_minute_and_make_down_leaves_nothing(stack_env, 
         assert requests.get(f"{url}/readyz", timeout=5).json()["status"] == "ok"
         _check_proxy(stack_env, tmp_path)
         var_dir = stack_env["OPS_VAR_DIR"]
-        assert len(_stack_pids(var_dir)) >= 4
+        assert len(stack_pids(var_dir)) >= 4
         subprocess.run(["make", "down"], cwd=stack.ROOT, env=stack_env, check=True, capture_output=True, timeout=90)
         assert proc.wait(60) == 0  # `make up` ends cleanly when stopped
-        stack.wait_for(lambda: not _stack_pids(var_dir), 20, "no process of the stack left")
+        stack.wait_for(lambda: not stack_pids(var_dir), 20, "no process of the stack left")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -107,7 +80,7 @@ def test_ctrl_c_stops_every_process(stack_env, tmp_path):
     try:
         os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends on Ctrl-C
         proc.wait(60)  # make itself dies of SIGINT, as it does in a terminal
-        stack.wait_for(lambda: not _stack_pids(stack_env["OPS_VAR_DIR"]), 20, "no process of the stack left")
+        stack.wait_for(lambda: not stack_pids(stack_env["OPS_VAR_DIR"]), 20, "no process of the stack left")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
