@@ -9,6 +9,7 @@ import os
 import random
 import resource
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -205,6 +206,18 @@ def test_mappings_stay_within_half_the_descriptor_limit(tmp_path, files):
     assert_same(tmp_path, reader)
     assert sum(f.mm is not None for f in reader._files.values()) <= 3
     assert 0 < SlotReader(str(tmp_path)).max_mappings <= resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2
+
+
+def test_a_key_twice_in_an_all_file_serves_its_last_entry(tmp_path):
+    """Written twice in one file (a rewrite): the later entry is the value, as MultiProcessCollector reads it."""
+    key = mmap_key("inflight", "inflight", [], [], "x").encode()
+    padded = key + b" " * (8 - (len(key) + 4) % 8)
+    entries = b"".join(struct.pack(f"<i{len(padded)}sdd", len(key), padded, value, 0.0) for value in (1.0, 7.0, 3.0))
+    data = struct.pack("<ii", 8 + len(entries), 0) + entries
+    (tmp_path / "gauge_all_w-0.db").write_bytes(data + bytes(4096))
+    reader = SlotReader(str(tmp_path))
+    assert 'inflight{pid="w-0"} 3.0' in served(reader)
+    assert_same(tmp_path, reader)
 
 
 def test_a_torn_entry_is_left_for_the_next_scrape(tmp_path, files):

@@ -31,8 +31,10 @@ cycle collector paused, and one that doubled the series count then freezes what 
 otherwise walk at every full collection. Smaller growth stays with the collector, so freezes are
 few (a cycle that is garbage at one of them is kept for good: a few objects, a few times).
 
-One departure: a gauge whose files disagree on the mode (code changed between deploys) is
-merged per file mode; MultiProcessCollector applies the mode of whichever file it read last.
+Two departures: a gauge whose files disagree on the mode (code changed between deploys) is
+merged per file mode, where MultiProcessCollector applies the mode of whichever file it read
+last; and a max/min gauge skips a NaN value (numpy's fmax/fmin), where MultiProcessCollector
+keeps a NaN it read first and ignores one it reads later.
 
 An optional `series_filter` (cardinality.SeriesPolicy) is asked once per key what to serve
 (`series_filter(sample_name, labels) -> labels | None`); every key is asked again when its
@@ -97,6 +99,12 @@ class _File:
         kept = slots != _DROPPED
         self.take = np.frombuffer(self.vidx, dtype=np.int64)[kept].astype(np.intp)
         self.dest = slots[kept].astype(np.intp)
+        if self.kind == _LAST and len(np.unique(self.dest)) < len(self.dest):
+            # A key twice in one file: the last entry wins, as in MultiProcessCollector (numpy's
+            # assignment through repeated indexes promises no order).
+            _, first_from_end = np.unique(self.dest[::-1], return_index=True)
+            last = np.sort(len(self.dest) - 1 - first_from_end)
+            self.take, self.dest = self.take[last], self.dest[last]
 
 
 def _parse_name(name: str):
@@ -144,6 +152,15 @@ def _decode_keys(keys: list[bytes]) -> list:
     return out
 
 
+def _max_map_count() -> int:
+    """The kernel's limit of mappings per process (vm.max_map_count; 65530 by default)."""
+    try:
+        with open("/proc/sys/vm/max_map_count") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 65530
+
+
 def _map(fd: int, size: int):
     """A read-only mapping of the file's first `size` bytes, or None when the process cannot map more."""
     try:
@@ -167,8 +184,9 @@ class SlotReader:
         self._plan = None  # (signature, recipe)
         self._mapped = 0
         self._frozen_at = 0  # series count at the last gc.freeze()
-        # A mapping keeps a descriptor: map at most half of the process's limit, read the rest with pread.
-        self.max_mappings = max(0, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 32)
+        # A mapping keeps a descriptor and takes an entry of the kernel's map table: map at most half of
+        # either limit, read the rest with pread.
+        self.max_mappings = max(0, min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], _max_map_count()) // 2 - 32)
 
     def _reset_slots(self) -> None:
         self._slot_of: dict[tuple, int] = {}  # series key -> slot
