@@ -146,10 +146,15 @@ def add_quiet_options(parser) -> None:
                         help="other processes' CPU allowed during the run, as a share of the machine")
 
 
-def wrk(url: str, seconds: float, connections: int) -> dict:
-    """`wrk -t1 -c<connections> -d<seconds>s --latency url`: rps, p50 and p99 (ms), non-2xx/3xx responses."""
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url], capture_output=True,
-                         text=True, check=True).stdout
+def wrk(url: str, seconds: float, connections: int, close: bool = False) -> dict:
+    """`wrk -t1 -c<connections> -d<seconds>s --latency url`: rps, p50 and p99 (ms), non-2xx/3xx responses.
+
+    `close` sends `Connection: close`, so that every request is a new connection the kernel hands to
+    whichever worker accepts first (gunicorn's sync workers close every connection anyway; uvicorn
+    keeps it alive, and 4 kept connections may all sit on one of two workers for a whole run)."""
+    header = ["-H", "Connection: close"] if close else []
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", *header, url],
+                         capture_output=True, text=True, check=True).stdout
 
     def ms(label):
         value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out).groups()

@@ -90,15 +90,16 @@ def part1(chosen: dict, seconds: float, rounds: int, connections: int, workdir: 
             procs.append(proc)
             servers[name] = url
         units = [(name, view) for name, layer in chosen.items() for view in layer["views"]]
+        close = {name: layer["tier"] == "asgi" for name, layer in chosen.items()}  # see machine.wrk
         for name, view in units:  # warm-up
-            wrk(servers[name] + VIEWS[view], 1, connections)
+            wrk(servers[name] + VIEWS[view], 1, connections, close[name])
         runs: dict = {u: [] for u in units}
         n = len(units)
         step = next(s for s in range(n // 2 or 1, 0, -1) if math.gcd(s, n) == 1)  # ~half-way, co-prime with n
         for r in range(rounds):
             k = (r * step) % n  # each round starts elsewhere: no layer keeps the first or last slot
             for name, view in units[k:] + units[:k]:
-                runs[name, view].append(wrk(servers[name] + VIEWS[view], seconds, connections))
+                runs[name, view].append(wrk(servers[name] + VIEWS[view], seconds, connections, close[name]))
         files = {}
         for i, name in enumerate(chosen):  # what each layer's storage wrote: slot files, or stock's pid files
             folder = workdir / f"layer{i}" / "prometheus"
@@ -206,7 +207,8 @@ def report(p1: dict, p2: dict, p3: dict, machine: dict, args, record: bool, note
                                               (f"{args.rounds} rounds < 5", args.rounds < 5)] if bad]
     title = f"Run of record: {when}" if record else f"Run NOT of record ({', '.join(why) or 'not written'}): {when}"
     lines = [f"## {title}", "", f"`python -m bench.web.run {' '.join(sys.argv[1:])}`", "", describe(machine), "",
-             f"{args.rounds} rounds x {args.seconds:g} s per layer and view, `wrk -t1 -c{args.connections}`, 2 workers "
+             f"{args.rounds} rounds x {args.seconds:g} s per layer and view, `wrk -t1 -c{args.connections}` (ASGI rows with "
+             "`-H 'Connection: close'`: uvicorn keeps connections, which would pin them to one worker), 2 workers "
              "per layer, order rotated every round; ratio = req/s over the same tier's bare layer in the same round "
              "(median over rounds, min-max, IQR). In-process: µs per request straight into the application, "
              f"median over {args.inproc_rounds} rounds (min-max); +µs = over the tier's bare layer.", *notes, ""]
