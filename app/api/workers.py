@@ -17,7 +17,7 @@ import re
 import h11
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker as _SyncWorker
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
 from uvicorn_worker import UvicornWorker as _UvicornWorker
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -85,10 +85,33 @@ class StrictH11Protocol(H11Protocol):
             if _BARE_LF.search(head if end < 0 else head[:end + 4]):
                 self._refuse_bare_lf()
                 return
-            self._head = head if end < 0 and len(head) < 65536 else b""  # h11 bounds an incomplete head
+            if end < 0 and len(head) > self._head_bound():
+                self._refuse_long_head(head)
+                return
+            self._head = head if end < 0 else b""
         else:
             self._head = b""
         super().data_received(data)
+
+    def _head_bound(self) -> int:
+        """h11 refuses an incomplete head longer than this, with a bare "invalid request"."""
+        return self.config.h11_max_incomplete_event_size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE
+
+    def _refuse_long_head(self, head: bytes) -> None:
+        """A head still unfinished past h11's bound: 414 or 431, as gunicorn and the guard answer it.
+
+        Whether a long head reaches h11 complete (and the guard answers) or in pieces (and h11
+        refuses it) depends on how TCP splits it, so the answer is decided here, not by timing.
+        """
+        bound = self._head_bound()
+        if b"\r\n" not in head:
+            status, reason, what, field = 414, "URI Too Long", "request line", "request-line"
+        else:
+            status, reason, what, field = 431, "Request Header Fields Too Large", "request head", "headers"
+        _count(status, head.split(b" ", 1)[0][:16].decode("latin-1") if b" " in head[:17] else "")
+        self.transport.write(_json_answer(status, reason, f"the {what} is longer than {bound} bytes", field,
+                                          "max_bytes"))
+        self.transport.close()
 
     def _refuse_bare_lf(self) -> None:
         _count(400, "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +31,17 @@ class Answer:
         return json.loads(self.body)
 
 
-def raw(url: str, data: bytes, timeout: float = 10) -> Answer:
-    """Send bytes as they are; read the answer until the server closes or the body is complete."""
+def raw(url: str, data: bytes, timeout: float = 10, pieces: int = 1) -> Answer:
+    """Send bytes as they are (in `pieces` writes 0.2 s apart); read the answer until the server
+    closes or the body is complete."""
     host, port = url.rsplit("//", 1)[1].split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         try:
-            sock.sendall(data)
+            step = -(-len(data) // pieces)
+            for start in range(0, len(data), step):
+                if start:
+                    time.sleep(0.2)
+                sock.sendall(data[start:start + step])
         except (BrokenPipeError, ConnectionResetError):  # the server answered and closed early
             pass
         chunks = []
@@ -122,8 +128,8 @@ class HostileTier:
     def url(self) -> str:
         return self.tier.url
 
-    def send(self, data: bytes, timeout: float = 10) -> Answer:
-        return raw(self.url, data, timeout)
+    def send(self, data: bytes, timeout: float = 10, pieces: int = 1) -> Answer:
+        return raw(self.url, data, timeout, pieces)
 
     def kept_bytes(self) -> dict:
         return {"uploads": folder_bytes(self.var_dir / "media" / "uploads"), "spool": folder_bytes(self.var_dir / "spool")}
