@@ -386,7 +386,7 @@ class SlotReader:
 
         MultiProcessCollector's rules, file by file: the summed kinds added in file order, entry
         order (bincount adds in array order), the other modes file after file."""
-        nslots, groups, unset, _ = self._plan[1][0]
+        nslots, groups, unset, recent_slots = self._plan[1][0]
         acc = None
         for members, dest in groups:  # a few files at a time: memory for the gathered values stays ~ the series'
             gathered = np.empty(len(dest))
@@ -419,9 +419,9 @@ class SlotReader:
                     if recent.get(s, (0.0,))[0] < ts:
                         recent[s] = (ts, v)
         missing = None
-        if self._plan[1][0][3]:
+        if recent_slots:
             missing = np.zeros(nslots, dtype=bool)
-            for s in self._plan[1][0][3]:
+            for s in recent_slots:
                 if s in recent:
                     acc[s] = recent[s][1]
                 else:
