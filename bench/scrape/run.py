@@ -50,7 +50,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.web.machine import Quiet, describe, wait_for_quiet
+from bench.web.machine import Quiet, add_quiet_options, describe, wait_for_quiet
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -432,8 +432,7 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=20.0, help="seconds of steady scrapes per reader per cell")
     parser.add_argument("--gzip", action="store_true", help="ask for gzip (Accept-Encoding), as Prometheus does")
     parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
-    parser.add_argument("--max-load", type=float, default=0.5)
-    parser.add_argument("--max-other-cpu", type=float, default=0.03)
+    add_quiet_options(parser)
     parser.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                         help="first wait up to SECONDS for the load average to fall to --max-load")
     args = parser.parse_args()

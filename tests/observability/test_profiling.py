@@ -100,6 +100,24 @@ def test_only_the_newest_profiles_are_kept(tier):
 
 
 @pytest.mark.integration
+def test_prune_keeps_the_newest_and_sweeps_temp_files_of_killed_writers(tmp_path):
+    """A writer killed between its hidden temp file and the link leaves the temp: the next prune
+    removes it once it is old; a writer's fresh temp file and the newest profiles stay."""
+    import os
+
+    for i in range(4):
+        profiling.write_new(str(tmp_path), f"r{i}", {".html": "x", ".speedscope.json": "{}"})
+        time.sleep(0.01)
+    old_tmp, fresh_tmp = tmp_path / ".a.html.0001.tmp", tmp_path / ".b.html.0002.tmp"
+    old_tmp.write_text("half"), fresh_tmp.write_text("half")
+    os.utime(old_tmp, (time.time() - profiling.STALE_TMP_SECONDS - 1,) * 2)
+    profiling.prune(str(tmp_path), ".html", 2, (".speedscope.json",))
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert fresh_tmp.name in left and old_tmp.name not in left
+    assert sorted(n.split("-")[-1] for n in left if n.endswith(".html")) == ["r2.html", "r3.html"]
+    assert len([n for n in left if n.endswith(".speedscope.json")]) == 2
+
+
 def test_a_request_reusing_an_id_gets_a_profile_of_its_own(tier):
     """X-Request-ID is the client's: a second request with the same id never overwrites the first's profile."""
     for seconds in ("0.05", "0.06"):

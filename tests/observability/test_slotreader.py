@@ -174,9 +174,51 @@ def test_files_summed_a_few_at_a_time_stay_exact(tmp_path, files, monkeypatch):
     write_random(files, rnd, slots, families=10, series=8)
     reader = SlotReader(str(tmp_path))
     assert_same(tmp_path, reader)
-    groups = reader._plan[1][0][1]
-    assert len(groups) > 2 and all(len(dest) <= max(len(reader._slot_info), 1) or len(members) == 1
-                                   for members, dest in groups)
+    groups, nslots = reader._plan[1][0][1], len(reader._slot_info)
+    assert len(groups) > 2 and all(len(dest) - (nslots if i else 0) <= max(nslots, 1) or len(members) == 1
+                                   for i, (members, dest) in enumerate(groups))
+
+
+def test_groups_of_files_add_as_one_sequential_sum(tmp_path, files, monkeypatch):
+    """Values that do not sum exactly: however the files are grouped, the sum is ((0 + f0) + f1) + f2,
+    so moving a group boundary (new series remake the plan) never lowers a counter by an ulp."""
+    from django_celery_ops import slotreader
+
+    key = mmap_key("c", "c_total", [], [], "c")
+    files.put("counter_w-0.db", mmap_key("d", "d_total", [], [], "d"), 0.0)  # two entries: w-0 fills a group of 2
+    for i, value in enumerate([2.0 ** 53, 1.0, 1.0]):
+        files.put(f"counter_w-{i}.db", key, value)
+    want = ((0.0 + 2.0 ** 53) + 1.0) + 1.0  # 2 ** 53: each 1.0 rounds away; 2 ** 53 + (1.0 + 1.0) would not
+    for entries, groups in ((1 << 16, 1), (2, 2)):  # (2, 2): [w-0], [w-1, w-2]
+        monkeypatch.setattr(slotreader, "GROUP_ENTRIES", entries)
+        reader = SlotReader(str(tmp_path))
+        assert f"c_total {exposition.float_to_go(want)}" in served(reader).splitlines()
+        assert len(reader._plan[1][0][1]) == groups
+
+
+def test_a_malformed_key_is_left_out_and_the_keys_after_it_are_served(tmp_path, files):
+    """A key that decodes to the wrong shape (a dict as a label value, a list as a name) is not served;
+    the entries written after it are, at this scrape and the next."""
+    files.put("counter_w-0.db", mmap_key("a", "a_total", [], [], "a"), 1.0)
+    reader = SlotReader(str(tmp_path))
+    assert "a_total 1.0" in served(reader)
+    files.put("counter_w-0.db", '["y", "y_total", {"a": {"b": 1}}, "h"]', 5.0)
+    files.put("counter_w-0.db", '[["z"], "z_total", {}, "h"]', 6.0)
+    files.put("counter_w-0.db", mmap_key("b", "b_total", [], [], "b"), 2.0)
+    for _ in range(2):
+        text = served(reader)
+        assert "a_total 1.0" in text and "b_total 2.0" in text and "y_total" not in text and "z_total" not in text
+
+
+def test_a_file_it_cannot_read_is_left_out_and_logged_once(tmp_path, files, caplog):
+    """A folder named like a slot file: the other files are served, one warning names it."""
+    files.put("counter_w-0.db", mmap_key("a", "a_total", [], [], "a"), 1.0)
+    (tmp_path / "counter_w-1.db").mkdir()
+    reader = SlotReader(str(tmp_path))
+    with caplog.at_level("WARNING", logger="django_celery_ops.slotreader"):
+        assert "a_total 1.0" in served(reader) and "a_total 1.0" in served(reader)
+    assert [r.getMessage() for r in caplog.records if "counter_w-1.db" in r.getMessage()] != []
+    assert len([r for r in caplog.records if "counter_w-1.db" in r.getMessage()]) == 1
 
 
 def test_files_it_cannot_map_are_read_with_pread_and_stay_exact(tmp_path, files, monkeypatch):

@@ -29,6 +29,7 @@ import hmac
 import logging
 import os
 import secrets
+import time
 from datetime import datetime, timezone
 
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -63,12 +64,25 @@ def request_id_of(request) -> str:
     return rid
 
 
+STALE_TMP_SECONDS = 300  # a writer holds its hidden temp file for milliseconds: older ones are a killed writer's
+
+
 def prune(directory: str, suffix: str, keep: int, companions: tuple[str, ...] = ()) -> None:
-    """Remove all but the `keep` newest files ending in suffix (and their companions of the same stem)."""
+    """Remove all but the `keep` newest files ending in suffix (and their companions of the same stem),
+    and the hidden temp files of writers killed before they linked theirs (_write_exclusive)."""
     try:
-        entries = [e for e in os.scandir(directory) if e.name.endswith(suffix) and e.is_file()]
+        listed = list(os.scandir(directory))
     except OSError:
         return
+    stale = time.time() - STALE_TMP_SECONDS
+    for e in listed:
+        if e.name.startswith(".") and e.name.endswith(".tmp"):
+            try:
+                if e.stat(follow_symlinks=False).st_mtime < stale:
+                    os.unlink(e.path)
+            except OSError:
+                pass
+    entries = [e for e in listed if e.name.endswith(suffix) and not e.name.startswith(".") and e.is_file()]
     if len(entries) <= keep:
         return
     entries.sort(key=lambda e: e.stat().st_mtime_ns, reverse=True)

@@ -6,8 +6,10 @@ A SlotReader lives as long as its server and keeps, per file, an index of the en
 seen (key id, offset of the value) and a read-only mapping of the file; a scrape parses only
 the entries appended since (the layout is append-only: values never move) and gathers the
 float64 values at their offsets with numpy, one call per file. A plan made when the set of
-entries changes (entry -> series slot) sums every file's values into the output series in one
-bincount, in file order and entry order, as MultiProcessCollector adds them; histogram buckets
+entries changes (entry -> series slot) sums every file's values into the output series with
+bincount, a few files at a time, each group adding to the sums so far: one sequential sum in
+file order and entry order, as MultiProcessCollector adds them (files in name order here; it
+takes the directory's order, so a float sum's last bits may differ from its). Histogram buckets
 are made cumulative per label set with one cumsum; the text lines' prefixes are rendered once
 per series. Semantics are MultiProcessCollector's, file for file:
 
@@ -20,7 +22,9 @@ per series. Semantics are MultiProcessCollector's, file for file:
 - a file replaced (another inode), shorter than before, or whose first or last indexed entry
   changed (truncated and rewritten in place) is indexed again from its start; one grown past
   its mapping is mapped again. A mapping keeps a file descriptor: past the process's limit (or
-  when mapping fails) a file is read with pread at each scrape instead, with the same result.
+  when mapping fails) a file is read with pread at each scrape instead, with the same result;
+  a file that cannot be read at all (a folder named x.db, no permission) is left out, logged
+  once; a key that is not [str, str, {str: str}, str] is not served, and the keys after it are.
   No writer shrinks a slot file (prometheus_client and slotvalue.py only grow them; cleaning a
   folder unlinks them, which leaves the mapping valid): a file truncated by hand in the instant
   a scrape reads it would fault the reader (SIGBUS), as it would any reader of a mapping.
@@ -49,6 +53,7 @@ import array
 import gc
 import itertools
 import json
+import logging
 import mmap
 import os
 import resource
@@ -61,6 +66,8 @@ import numpy as np
 from . import exposition
 from .multiprocess import _slot_alive  # the same liveness rule as the reference collector
 
+log = logging.getLogger(__name__)
+
 TYPES = ("counter", "gauge", "histogram", "summary")
 _SUM, _MAX, _MIN, _LAST, _RECENT = range(5)
 _KINDS = {"sum": _SUM, "livesum": _SUM, "max": _MAX, "livemax": _MAX, "min": _MIN, "livemin": _MIN,
@@ -68,6 +75,7 @@ _KINDS = {"sum": _SUM, "livesum": _SUM, "max": _MAX, "livemax": _MAX, "min": _MI
 _INT = struct.Struct("<i")
 _DROPPED = -1
 FREEZE_MIN = 10_000  # series made since the last gc.freeze() before another is worth it
+_STR = {str}  # the only type a key's label values may have (prometheus_client writes nothing else)
 GROUP_ENTRIES = 1 << 16  # summed values gathered at once: at most this many, or as many as there are series
 _EMPTY = np.zeros(0, dtype=np.intp)
 _decode = json.JSONDecoder().decode  # json.loads without its per-call wrapper (keys are UTF-8 text)
@@ -183,6 +191,7 @@ class SlotReader:
         self._reset_slots()
         self._plan = None  # (signature, recipe)
         self._mapped = 0
+        self._warned: set[str] = set()  # unreadable files already logged
         self._frozen_at = 0  # series count at the last gc.freeze()
         # A mapping keeps a descriptor and takes an entry of the kernel's map table: map at most half of
         # either limit, read the rest with pread.
@@ -202,6 +211,8 @@ class SlotReader:
             fd = os.open(os.path.join(self.path, name), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None  # removed since the listing (mark_process_dead of a live gauge file)
+        except OSError as exc:
+            return self._unreadable(name, exc)
         try:
             st = os.fstat(fd)
             f = old = self._files.get(name)
@@ -215,6 +226,8 @@ class SlotReader:
                 f.mm = _map(fd, st.st_size)
                 self._mapped += f.mm is not None
             buf = f.mm if f.mm is not None else os.pread(fd, st.st_size, 0)
+        except OSError as exc:  # not a regular file (a folder named x.db), or a read error
+            return self._unreadable(name, exc)
         finally:
             os.close(fd)  # a mapping keeps its own descriptor
         if len(buf) < 8:
@@ -229,6 +242,13 @@ class SlotReader:
         self._files[name] = f
         return f
 
+    def _unreadable(self, name: str, exc: OSError) -> None:
+        """Leave out a file that cannot be read now (the rest is served); say so once per file."""
+        if name not in self._warned:
+            self._warned.add(name)
+            log.warning("slot file %s/%s is left out: it cannot be read (%s)", self.path, name, exc)
+        return None
+
     def _index(self, buf, f: _File, used: int) -> None:
         """Index the entries between f.used and `used`."""
         keys, vidx, end = _walk(buf, f.used, used)
@@ -240,6 +260,7 @@ class SlotReader:
             fresh = list(dict.fromkeys(k for k, kid in zip(keys, kids) if kid is None))
             self._new_keys(fresh, f.typ)
             kids = list(map(get, keys))
+        slots = self._assign(f, kids)  # before f changes: if it raised, these entries would be indexed again
         first_at, f.used = f.used, end
         klen = len(keys[-1])
         last_at = end - (klen + 28 - (klen + 4) % 8)
@@ -250,7 +271,7 @@ class SlotReader:
             f.marks = [f.marks[0], mark]
         f.keys.extend(kids)
         f.vidx.extend(vidx)
-        f.slots.extend(self._assign(f, kids))
+        f.slots.extend(slots)
         f.arrays()
 
     def _new_keys(self, keys: list[bytes], typ: str) -> None:
@@ -258,7 +279,8 @@ class SlotReader:
         add = parsed_of.append
         for key, item in zip(keys, _decode_keys(keys)):
             ids[key] = len(parsed_of)
-            if type(item) is list and len(item) == 4 and type(item[2]) is dict:
+            if (type(item) is list and len(item) == 4 and type(item[0]) is str and type(item[1]) is str
+                    and type(item[2]) is dict and _STR >= set(map(type, item[2].values())) and type(item[3]) is str):
                 metric = item[0]
                 add((metric, item[1], tuple(item[2].items())))
                 if metric not in families:
@@ -391,15 +413,14 @@ class SlotReader:
         for members, dest in groups:  # a few files at a time: memory for the gathered values stays ~ the series'
             gathered = np.empty(len(dest))
             at = 0
+            if acc is not None:  # the running sums go first (dest starts with every slot): one sequential sum
+                gathered[:nslots] = acc
+                at = nslots
             for i in members:
                 f = files[i]
                 np.take(f.values, f.take, out=gathered[at:at + len(f.take)])
                 at += len(f.take)
-            sums = np.bincount(dest, weights=gathered, minlength=nslots)
-            if acc is None:
-                acc = sums
-            else:
-                acc += sums
+            acc = np.bincount(dest, weights=gathered, minlength=nslots)
         if acc is None:
             acc = np.zeros(nslots)
         acc[unset] = np.nan
@@ -434,15 +455,20 @@ class SlotReader:
         present = np.unique(np.concatenate([f.dest for f in files])) if files else _EMPTY
         groups, members, size = [], [], 0
         limit = max(len(info), GROUP_ENTRIES)
+        every_slot = np.arange(len(info), dtype=np.intp)
+
+        def close() -> None:  # a later group adds to the sums so far: bincount adds in array order
+            dests = [files[j].dest for j in members]
+            groups.append((members, np.concatenate([every_slot, *dests] if groups else dests)))
         for i, f in enumerate(files):
             if f.kind == _SUM and len(f.take):
                 if members and size + len(f.take) > limit:
-                    groups.append((members, np.concatenate([files[j].dest for j in members])))
+                    close()
                     members, size = [], 0
                 members.append(i)
                 size += len(f.take)
         if members:
-            groups.append((members, np.concatenate([files[j].dest for j in members])))
+            close()
         kinds = np.fromiter((info[s][5] for s in range(len(info))), dtype=np.int8, count=len(info))
         unset = np.flatnonzero(kinds != _SUM)
         recent = np.flatnonzero(kinds == _RECENT)
