@@ -170,3 +170,28 @@ def test_stock_collector_reads_a_slot_exactly_after_its_owner_was_killed(tmp_pat
     assert got[("sv_owner_total", (("name", "shared"),))] == 1 + 2 + 100 + 100  # two owners, two forked children
     counted = {dict(k[1])["name"] for k, v in got.items() if k[0] == "sv_owner_total" and v == 1}
     assert counted == {f"a-{i:04d}-" + "y" * 80 for i in range(10)} | {f"b-{i:04d}-" + "y" * 80 for i in range(800)}
+
+
+@pytest.mark.parametrize("size", [13, slotvalue.INITIAL_SIZE + 3])
+def test_a_slot_file_whose_size_is_not_a_multiple_of_8_is_extended_when_opened(slot, tmp_path, size):
+    """memoryview.cast("d") refuses such a mapping: a truncated or foreign file is padded with zeros."""
+    path = tmp_path / "counter_t-0.db"
+    path.write_bytes((8).to_bytes(4, "little").ljust(size, b"\0"))  # a header and no entry, then odd bytes
+    c = Counter("sv_odd", "odd", registry=None)
+    c.inc(3)
+    c.inc(0.5)
+    assert os.path.getsize(path) % 8 == 0 and os.path.getsize(path) >= size
+    assert _stock(tmp_path)[("sv_odd_total", ())] == 3.5
+
+
+def test_doubles_of_a_mapping_not_a_multiple_of_8_fall_back_to_packed_writes(tmp_path):
+    import mmap
+
+    path = tmp_path / "odd.bin"
+    path.write_bytes(bytes(21))
+    with open(path, "r+b") as f:
+        mm = mmap.mmap(f.fileno(), 21)
+    doubles = slotvalue._doubles(mm)
+    doubles[1] = 2.5
+    assert doubles[1] == 2.5 and mm[8:16] == slotvalue._DOUBLE.pack(2.5)
+    mm.close()

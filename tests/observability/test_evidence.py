@@ -188,3 +188,58 @@ def test_transport_is_what_is_secure_says(settings, header, secure, forwarded):
     extra = {} if forwarded is None else {"HTTP_X_FORWARDED_PROTO": forwarded}
     request = RequestFactory().get("/healthz", secure=secure, **extra)
     assert _transport_of(header)(request) == ("https" if request.is_secure() else "http")
+
+
+def _errors(stage: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("django_instrumentation_errors_total", {"stage": stage}) or 0
+
+
+def _middleware_counting_in_flight(fail_on, response=None, raises=None):
+    """A RequestMiddleware whose in-flight gauge records its ±1 and raises on the amounts in fail_on."""
+    from django.http import HttpResponse
+
+    from django_celery_ops.middleware import RequestMiddleware
+
+    def get_response(request):
+        if raises is not None:
+            raise raises
+        return response or HttpResponse("ok")
+
+    mw = RequestMiddleware(get_response)
+    applied = []
+
+    def in_flight(amount):
+        if amount in fail_on:
+            raise OSError("slot file gone")
+        applied.append(amount)
+
+    mw.in_flight = in_flight
+    return mw, applied
+
+
+@pytest.mark.parametrize("fail_on", [(1,), (-1,), (1, -1)])
+@pytest.mark.parametrize("raises", [None, ValueError("view failed"), SystemExit(1)])
+def test_a_failing_in_flight_gauge_never_fails_the_request_and_never_unpairs(fail_on, raises):
+    from django.test import RequestFactory
+
+    mw, applied = _middleware_counting_in_flight(fail_on, raises=raises)
+    before = _errors("begin") + _errors("end")
+    request = RequestFactory().get("/healthz")
+    if raises is None:
+        assert mw(request).status_code == 200
+    else:
+        with pytest.raises(type(raises)):  # the view's own exception, not the gauge's
+            mw(request)
+    assert applied == ([] if 1 in fail_on else [1])  # a -1 only for a +1 that happened
+    assert _errors("begin") + _errors("end") == before + (1 if 1 in fail_on else 1 if -1 in fail_on else 0)
+
+
+def test_a_working_in_flight_gauge_pairs_every_request():
+    from django.test import RequestFactory
+
+    mw, applied = _middleware_counting_in_flight(())
+    for _ in range(3):
+        assert mw(RequestFactory().get("/healthz")).status_code == 200
+    assert applied == [1, -1] * 3

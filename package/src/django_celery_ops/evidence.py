@@ -36,6 +36,9 @@ _VIEW, _METHOD, _PATH, _RID, _STARTED, _THREAD, _MONOTONIC = range(7)
 #   it into the JSON form's dict. A value holding a NUL (or not a str) goes the JSON way.
 _ONE = 1 << 31
 _VIEW_WIDTH = 96
+# How long a writer waits for the record's lock (held for a memory copy) before it skips the
+# write and counts an instrumentation error: never a request, nor a worker's exit, stuck on it.
+_LOCK_TIMEOUT = 1.0
 
 
 class _Record:
@@ -76,7 +79,10 @@ class _Record:
         try:
             head = "\0".join((str(self.served), entry[_METHOD], entry[_PATH], entry[_RID], str(entry[_STARTED]), ""))
             view = _padded_view(entry[_VIEW])
-        except TypeError:  # a value that is not a str (None)
+        except (TypeError, AttributeError):  # a value that is not a str (None, bytes, an int)
+            view = None
+        except Exception:  # not expected here: counted, and the general form written instead
+            _failed("begin")
             view = None
         if view is None or head.count("\0") != 5 or len(head) * 4 + _VIEW_WIDTH > _SIZE - _HEADER:
             self.flush()
@@ -106,13 +112,30 @@ def _padded_view(view: str) -> bytes | None:
     """The view's field of the short form: UTF-8 padded with NULs to _VIEW_WIDTH; None when it does not fit."""
     padded = _PADDED.get(view)
     if padded is None:
-        raw = view.encode("utf-8", "surrogatepass")  # TypeError for a view that is not a str
+        raw = view.encode("utf-8", "surrogatepass")  # AttributeError for a view that is not a str
         if len(raw) > _VIEW_WIDTH or b"\0" in raw:
             return None
         padded = raw.ljust(_VIEW_WIDTH, b"\0")
         if len(_PADDED) < _CACHE_MAX:
             _PADDED[view] = padded
     return padded
+
+
+def _failed(stage: str) -> None:
+    """Count and log the exception being handled as an instrumentation error (from an except block)."""
+    try:
+        from .middleware import instrumentation_failed  # here, not at import: it imports this module
+    except Exception:
+        return
+    instrumentation_failed(stage)
+
+
+def _lock_timed_out(stage: str) -> None:
+    """The record's lock was not acquired within _LOCK_TIMEOUT: count it, the write is skipped."""
+    try:
+        raise TimeoutError(f"evidence lock not acquired within {_LOCK_TIMEOUT}s: record not written")
+    except TimeoutError:
+        _failed(stage)
 
 
 def _started_seconds(started):
@@ -127,10 +150,15 @@ def _entry_dict(entry: list) -> dict:
 
 def _read_one(body: bytes, pid: int) -> dict:
     """The JSON form's dict of a short-form body (the master, in collect())."""
-    head, view = body[:-_VIEW_WIDTH], body[-_VIEW_WIDTH:]
+    if len(body) <= _VIEW_WIDTH:
+        raise ValueError("short-form record shorter than its view's field")
+    head, view = body[:-_VIEW_WIDTH], body[-_VIEW_WIDTH:].rstrip(b"\0")
     served, method, path, rid, started, _ = head.decode("utf-8", "surrogatepass").split("\0")
-    request = {"view": view.rstrip(b"\0").decode("utf-8", "surrogatepass"), "method": method, "path": path,
-               "request_id": rid, "started": int(started) / 1e9}
+    try:
+        view = view.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:  # a multi-byte name cut by a kill during set_view(): keep the rest
+        view = view.decode("utf-8", "replace")
+    request = {"view": view, "method": method, "path": path, "request_id": rid, "started": int(started) / 1e9}
     return {"pid": pid, "served": int(served), "in_flight": 1, "requests": [request], "exit": None}
 
 
@@ -167,7 +195,11 @@ def begin(view: str, method: str, path: str, request_id: str) -> int | None:
         return None
     entry = [view, method, path[:300], request_id, time_ns(), get_ident(), monotonic()]
     lock = record.lock
-    lock.acquire()  # not `with`: this runs three times per request, and `with` costs more on 3.11
+    # Not `with`: this runs three times per request, and `with` costs more on 3.11. Released only
+    # when acquired: a timeout (or a signal's exception raised in the wait) leaves it untouched.
+    if not lock.acquire(True, _LOCK_TIMEOUT):
+        _lock_timed_out("begin")
+        return None
     try:
         token = next(record.ids)
         inflight = record.inflight
@@ -186,7 +218,9 @@ def set_view(token: int | None, view: str) -> None:
     if record is None or token is None:
         return
     lock = record.lock
-    lock.acquire()
+    if not lock.acquire(True, _LOCK_TIMEOUT):
+        _lock_timed_out("begin")
+        return
     try:
         entry = record.inflight.get(token)
         if entry is not None:
@@ -194,7 +228,7 @@ def set_view(token: int | None, view: str) -> None:
             if record.fast_token == token and len(record.inflight) == 1:
                 try:
                     padded = _PADDED.get(view) or _padded_view(view)
-                except TypeError:
+                except (TypeError, AttributeError):  # a view that is not a str
                     padded = None
                 if padded is not None:
                     at = record.view_at
@@ -210,7 +244,9 @@ def end(token: int | None) -> None:
     if record is None or token is None:
         return
     lock = record.lock
-    lock.acquire()
+    if not lock.acquire(True, _LOCK_TIMEOUT):
+        _lock_timed_out("end")
+        return
     try:
         record.inflight.pop(token, None)
         if not record.inflight and record.exit is None:
@@ -247,23 +283,66 @@ def note_exit(code: int, recycled: bool) -> None:
     record = _record
     if record is None:
         return
-    with record.lock:
+    lock = record.lock
+    if not lock.acquire(True, _LOCK_TIMEOUT):  # a thread (or the frame this exit interrupted) holds it
+        _lock_timed_out("evidence")
+        return
+    try:
         record.exit = {"code": code, "recycled": recycled}
         record.flush()
+    finally:
+        lock.release()
 
 
 def parse(raw: bytes, pid: int) -> dict:
-    """The record in a record file's bytes ({} when idle or unreadable), in the JSON form's shape."""
+    """The record in a record file's bytes ({} when idle or unreadable), in the JSON form's shape.
+
+    Never raises: the bytes may be torn (a worker killed mid-write) or anything at all, and the
+    master reads them while reaping. What it returns has the types the master relies on, or is {}.
+    """
     try:
         size = int.from_bytes(raw[:_HEADER], "little")
         form, size = size & _ONE, size & ~_ONE
         if not 0 < size <= len(raw) - _HEADER:
             return {}
         if form:
-            return _read_one(raw[_HEADER:_HEADER + size], pid)
-        return json.loads(raw[_HEADER:_HEADER + size])
-    except ValueError:
+            record = _read_one(raw[_HEADER:_HEADER + size], pid)
+        else:
+            record = json.loads(raw[_HEADER:_HEADER + size])
+        return record if _well_formed(record) else {}
+    except Exception:  # ValueError, UnicodeDecodeError, RecursionError (nested too deep), TypeError...
         return {}
+
+
+_OPTIONAL_STR = (str, type(None))
+
+
+def _is_int(value) -> bool:
+    return type(value) is int
+
+
+def _well_formed(record) -> bool:
+    """The record has the JSON form's shape: what exit_reason() and the timeout report read of it."""
+    if type(record) is not dict:
+        return False
+    if not all(_is_int(record.get(k, 0)) for k in ("pid", "served", "in_flight")):
+        return False
+    exit_info = record.get("exit")
+    if exit_info is not None and not (type(exit_info) is dict and _is_int(exit_info.get("code", 0))
+                                      and type(exit_info.get("recycled", False)) is bool):
+        return False
+    requests = record.get("requests", [])
+    if type(requests) is not list:
+        return False
+    for request in requests:
+        if type(request) is not dict:
+            return False
+        if not all(isinstance(request.get(k), _OPTIONAL_STR) for k in ("view", "method", "path", "request_id")):
+            return False
+        started = request.get("started")
+        if started is not None and type(started) not in (int, float):
+            return False
+    return True
 
 
 def collect(state_dir: str, pid: int) -> tuple[dict, str]:

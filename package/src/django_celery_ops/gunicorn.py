@@ -133,8 +133,11 @@ def worker_exit(server, worker) -> None:
     exc = sys.exc_info()[1]
     code = exc.code if isinstance(exc, SystemExit) else (1 if exc else 0)
     code = 0 if code is None else code if isinstance(code, int) else 1
-    served = max(getattr(worker, "nr", 0), evidence.served())
-    evidence.note_exit(code, recycled=served >= worker.max_requests)
+    try:
+        served = max(getattr(worker, "nr", 0), evidence.served())
+        evidence.note_exit(code, recycled=served >= worker.max_requests)
+    except Exception:  # the worker exits anyway; the master then reads no exit ("signal")
+        _instrumentation_failed()
 
 
 def exit_reason(aborted: bool, exit_info: dict | None, stopping: bool) -> str:
@@ -150,16 +153,33 @@ def exit_reason(aborted: bool, exit_info: dict | None, stopping: bool) -> str:
     return "shutdown"
 
 
-def child_exit(server, worker) -> None:
-    """Master, after reaping a worker: count its exit by reason; log and report a timeout."""
-    from . import metrics
+def _instrumentation_failed() -> None:
+    """Count the exception being handled in django_instrumentation_errors_total{stage="evidence"}."""
+    try:
+        from .middleware import instrumentation_failed
 
-    record, stack = evidence.collect(_state_dir(), worker.pid)
-    reason = exit_reason(worker.aborted, record.get("exit"), stopping=not server.LISTENERS)
-    metrics.worker_exits.labels(reason).inc()
-    if reason == "timeout":
-        metrics.worker_timeouts.inc()
-        _report_timeout(server, worker, record, stack)
+        instrumentation_failed("evidence")
+    except Exception:  # nor may counting it break the arbiter
+        log.warning("evidence hook failed", exc_info=True)
+
+
+def child_exit(server, worker) -> None:
+    """Master, after reaping a worker: count its exit by reason; log and report a timeout.
+
+    Whatever the worker left behind (a torn record, a foreign file) or a failure here is counted
+    as an instrumentation error: it must never raise into gunicorn's arbiter.
+    """
+    try:
+        from . import metrics
+
+        record, stack = evidence.collect(_state_dir(), worker.pid)
+        reason = exit_reason(worker.aborted, record.get("exit"), stopping=not server.LISTENERS)
+        metrics.worker_exits.labels(reason).inc()
+        if reason == "timeout":
+            metrics.worker_timeouts.inc()
+            _report_timeout(server, worker, record, stack)
+    except Exception:
+        _instrumentation_failed()
 
 
 def _sentry_configured() -> bool:

@@ -35,7 +35,7 @@ _errors_log = logging.getLogger("django_celery_ops.errors")
 
 # A failure inside the instrumentation (or the ASGI guard, or the rate limiter's cache) is
 # counted here and logged; the request goes on. DjangoInstrumentationErrors alerts on it.
-INSTRUMENTATION_STAGES = ("begin", "end", "guard", "rate_limit")
+INSTRUMENTATION_STAGES = ("begin", "end", "guard", "rate_limit", "evidence")  # evidence: the gunicorn hooks
 instrumentation_errors = Counter(
     "django_instrumentation_errors", "Failures inside the request instrumentation, by stage; never raised into the request.",
     ["stage"])
@@ -87,6 +87,12 @@ def view_name(request) -> str:
     return (match.view_name if match is not None else None) or UNRESOLVED
 
 
+class _Uncounted(float):
+    """A request's start time (perf_counter) when its in-flight +1 failed: its -1 is skipped."""
+
+    __slots__ = ()
+
+
 class RequestMiddleware:
     sync_capable = True
     async_capable = True
@@ -124,7 +130,7 @@ class RequestMiddleware:
         try:
             response = self.get_response(request)
         except SystemExit:  # gunicorn aborts the worker (timeout): keep the request on record
-            self.in_flight(-1)
+            self._left(started)
             raise
         except BaseException:
             self._end(request, None, started)
@@ -137,7 +143,7 @@ class RequestMiddleware:
         try:
             response = await self.get_response(request)
         except SystemExit:
-            self.in_flight(-1)
+            self._left(started)
             raise
         except BaseException:  # e.g. the client went away and the task was cancelled
             self._end(request, None, started)
@@ -165,7 +171,11 @@ class RequestMiddleware:
             if rid is None or not isinstance(rid, str) or not _REQUEST_ID.match(rid):
                 rid = _new_request_id()
         request.request_id = rid
-        self.in_flight(1)
+        try:
+            self.in_flight(1)
+        except Exception:
+            instrumentation_failed("begin")
+            started = _Uncounted(started)  # so that _end() takes back only what was added
         try:
             request._obs_token = evidence.begin(UNRESOLVED, request.method, request.path, rid)
         except Exception:
@@ -210,7 +220,11 @@ class RequestMiddleware:
     def _end(self, request, response, started: float) -> None:
         """Count and time the finished request (response None: it raised), once, in one frame."""
         duration = time.perf_counter() - started
-        self.in_flight(-1)
+        if type(started) is not _Uncounted:  # its +1 failed: no -1 (and a failing -1 fails nothing else)
+            try:
+                self.in_flight(-1)
+            except Exception:
+                instrumentation_failed("end")
         try:
             evidence.end(getattr(request, "_obs_token", None))
             if response is None:
@@ -234,6 +248,14 @@ class RequestMiddleware:
             self.set_request_id(response, request.request_id)
             if duration >= self.slow_seconds:
                 self._slow(request, response, view, method, duration)
+        except Exception:
+            instrumentation_failed("end")
+
+    def _left(self, started: float) -> None:
+        """The request leaves without _end() (the worker is aborted): take its in-flight count back."""
+        try:
+            if type(started) is not _Uncounted:
+                self.in_flight(-1)
         except Exception:
             instrumentation_failed("end")
 

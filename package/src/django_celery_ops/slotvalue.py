@@ -64,6 +64,9 @@ class SlotFile:
         if capacity == 0:
             self._f.truncate(INITIAL_SIZE)
             capacity = INITIAL_SIZE
+        elif capacity % 8:  # truncated or foreign: the doubles' view needs a multiple of 8 bytes (zeros added)
+            capacity += 8 - capacity % 8
+            self._f.truncate(capacity)
         self.capacity = capacity
         self.mm = mmap.mmap(self._f.fileno(), capacity)
         self.doubles = _doubles(self.mm)
@@ -115,8 +118,10 @@ _DOUBLE = struct.Struct("<d")
 
 
 def _doubles(mm):
-    """The mapping as a sequence of doubles (item i: bytes 8i..8i+8)."""
-    return memoryview(mm).cast("d") if _NATIVE else _Packed(mm)
+    """The mapping as a sequence of doubles (item i: bytes 8i..8i+8), once per mapping (not per write)."""
+    if _NATIVE and len(mm) % 8 == 0:
+        return memoryview(mm).cast("d")
+    return _Packed(mm)  # cast("d") raises on a size that is not a multiple of 8
 
 
 def SlotValue(process_identifier):  # noqa: N802 (a class factory, as values.MultiProcessValue)
