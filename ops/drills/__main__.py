@@ -63,26 +63,33 @@ def _parallel(var: Path, stamp: str, healthy_seconds: float | None) -> int:
     print(f"drills: starting {len(LANES)} time-compressed stacks under {var}", flush=True)
     stacks = start_stacks([var / f"stack-{n + 1}" for n in range(len(LANES))])
     run = None
+    failed = False  # a drill that failed or did not run
     try:
         run = LaneRun(stacks, LANES, healthy_seconds)
         for name in DRILLS:
             try:
                 result = run.result(name, timeout=None)
-                print(f"drills: {name} ({result.stack}): {'ok' if result.ok else 'FAILED: ' + str(result.error)}",
-                      flush=True)
-            except DrillFailed as exc:
-                print(f"drills: {name}: did not run: {exc}", flush=True)
+            except Exception as exc:  # whatever kept this drill from running: report it, go on with the next
+                print(f"drills: {name}: did not run: {type(exc).__name__}: {exc}", flush=True)
+                failed = True
+                continue
+            failed = failed or not result.ok
+            print(f"drills: {name} ({result.stack}): {'ok' if result.ok else 'FAILED: ' + str(result.error)}",
+                  flush=True)
     finally:
         if run is not None:
             run.stop()
         stop_stacks(stacks)
+        if run is not None and run.running:  # a drill still ran against the stopped stacks: let it end
+            run.stop(join_timeout=60)
+        stop_stacks(stacks)  # the final sweep: what such a drill (or a dying program) left behind
         results = run.results() if run is not None else []
         out = write_report(results, ROOT / "var" / "reports" / f"drills-{stamp}",
                            note=f"{len(stacks)} time-compressed stacks at once (rules 20x faster, 1 s scrapes), "
                                 "one lane of drills each; see docs/drills.md.")
         print(f"drills: report in {out}/report.md")
-    return 0 if len(results) == len(DRILLS) + (len(LANES) if healthy_seconds else 0) and all(r.ok for r in results) \
-        else 1
+    complete = len(results) == len(DRILLS) + (len(LANES) if healthy_seconds else 0)
+    return 0 if not failed and complete and all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":

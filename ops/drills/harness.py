@@ -16,8 +16,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ops.drills.procs import (HOST, ROOT, Proc, alive_pids, free_ports, http, process_tree, stack_pids, stop_pids,
-                              wait_for)
+from ops.drills.procs import (HOST, ROOT, Proc, free_ports, http, identities, process_tree, same_processes,
+                              stack_pids, stop_pids, wait_for)
 
 PORT_VARS = ("WEB_PORT", "ASGI_PORT", "WEB_METRICS_PORT", "ASGI_METRICS_PORT", "FLOWER_PORT", "EXPORTER_PORT",
              "REDIS_PORT", "REDIS_EXPORTER_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "INBOX_PORT",
@@ -53,6 +53,9 @@ DRILL_ENV = {
 # supervisord stops every program in a few seconds (its own KILL comes only after stopwaitsecs=40):
 # a test stack needs no graceful end, so past this its leftovers are KILLed (Stack.stop).
 STOP_GRACE_SECONDS = 15.0
+# Stack.start tries again once, with fresh ports, when a stack does not come up: free_ports
+# picks ports free at that moment, and another process may bind one before the stack does.
+START_ATTEMPTS = 2
 
 
 class DrillFailed(AssertionError):
@@ -81,9 +84,27 @@ class Stack:
 
     env: dict
     proc: Proc | None = None
+    # {pid: start time} of supervisord's processes, recorded by stop() before supervisord goes
+    _children: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def start(cls, var_dir: Path, extra_env: dict | None = None, timeout: float = 120.0) -> "Stack":
+        """Start scripts/up.sh on fresh ports and wait until every target is up.
+
+        A start that fails (a port taken before the stack bound it, most likely) is stopped
+        completely and tried once more on fresh ports; the second failure is raised.
+        """
+        for attempt in range(1, START_ATTEMPTS):
+            try:
+                return cls._start(var_dir, extra_env, timeout)
+            except Exception as exc:  # _start stopped it; an interrupt (BaseException) is not retried
+                print(f"drills: the stack under {var_dir} did not start ({type(exc).__name__}: {exc}); "
+                      f"trying again on fresh ports (attempt {attempt + 1} of {START_ATTEMPTS})",
+                      file=sys.stderr, flush=True)
+        return cls._start(var_dir, extra_env, timeout)
+
+    @classmethod
+    def _start(cls, var_dir: Path, extra_env: dict | None, timeout: float) -> "Stack":
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "OPS_", "GUNICORN_"))}
         env.update(zip(PORT_VARS, map(str, free_ports(len(PORT_VARS)))))  # distinct, also across stacks
         env.update(DRILL_ENV)
@@ -140,15 +161,21 @@ class Stack:
         its full 60 s every time. Whatever outlives supervisord (a program it could not stop, the
         drills' own extra worker) is TERMed, then KILLed after 5 s: the processes under supervisord
         when the stop began, and any whose environment is the stack's (its OPS_VAR_DIR).
+
+        Calling it again is safe: it only sweeps what is still the stack's (a drill may have
+        started a process after the first stop). A pid is signalled only while it is the process
+        recorded (its start time), never one that reused the pid.
         """
         if self.proc is None:  # a stack this process did not start: the stack's own stop
             subprocess.run([str(ROOT / "scripts/down.sh")], cwd=ROOT, env=self.env, capture_output=True, timeout=180)
             return
-        running = process_tree(self.proc.pid) - {self.proc.pid}  # before supervisord goes: its children
-        self.proc.stop(timeout=grace)
+        if self.proc.alive():  # not yet reaped, so its pid is still supervisord's: record its children
+            self._children.update(identities(process_tree(self.proc.pid) - {self.proc.pid}))
+        self.proc.stop(timeout=grace)  # a no-op once stopped
 
-        def left() -> set[int]:
-            return alive_pids(running) | stack_pids(self.var_dir, by_command_line=False)
+        def left() -> dict[int, int]:  # {pid: start time} of what is still the stack's
+            children = {pid: self._children[pid] for pid in same_processes(self._children)}
+            return {**identities(stack_pids(self.var_dir, by_command_line=False)), **children}
         stop_pids(left, grace=5.0)
 
     # --- what the stack shows ---------------------------------------------------------------

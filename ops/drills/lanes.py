@@ -94,6 +94,12 @@ class LaneRun:
             future.set_result(result)
         except Exception as exc:  # this drill's failure; the lane goes on with the next one
             future.set_exception(exc)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: nobody waits for this drill forever
+            if not future.done():
+                failed = DrillFailed(f"did not run to the end: {type(exc).__name__}: {exc}")
+                failed.__cause__ = exc
+                future.set_exception(failed)
+            raise  # and the lane ends (its _run sets the futures of the drills after this one)
 
     def result(self, name: str, timeout: float) -> Result:
         """Wait for the drill's Result (raises what kept it from running, or TimeoutError)."""

@@ -236,6 +236,72 @@ def alive_pids(pids) -> set[int]:
     return set(pids) & _processes().keys()
 
 
+def _stat_fields(stat: bytes) -> list[bytes]:
+    """The fields of a /proc/PID/stat line after comm, from field 3 (state) on.
+
+    comm (field 2) is in parentheses and may hold spaces and parentheses itself: split after the
+    last ')'.
+    """
+    return stat.rpartition(b")")[2].split()
+
+
+def _start_time(pid: int) -> tuple[int, bool] | None:
+    """(starttime, is a zombie) of pid, from /proc/PID/stat (field 22: clock ticks after boot), or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = _stat_fields(f.read())
+        return int(fields[19]), fields[0] == b"Z"  # fields[0] is field 3
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def start_time(pid: int) -> int | None:
+    """The start time of process pid (a pid and its start time name one process), or None if it is gone."""
+    found = _start_time(pid)
+    return None if found is None else found[0]
+
+
+def identities(pids) -> dict[int, int]:
+    """{pid: start time} of those of pids alive now: record it when collecting pids to signal later."""
+    found = {pid: _start_time(pid) for pid in pids}
+    return {pid: info[0] for pid, info in found.items() if info is not None and not info[1]}
+
+
+def same_processes(recorded: dict[int, int]) -> set[int]:
+    """Those recorded pids that are still the process recorded (same start time) and alive (not a zombie).
+
+    A pid whose process ended may be reused by an unrelated process: only these may be signalled.
+    """
+    return {pid for pid, started in recorded.items() if _start_time(pid) == (started, False)}
+
+
+def signal_process(pid: int, started: int, sig: int) -> bool:
+    """Send sig to pid only if it is still the process that started at `started`; True if sent.
+
+    The pid is pinned with a pidfd before its start time is compared, so it cannot be reused
+    between the check and the signal.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (ProcessLookupError, PermissionError):
+        return False
+    except OSError:  # no pidfd (an old kernel): check, then signal by pid
+        pidfd = None
+    try:
+        if start_time(pid) != started:
+            return False
+        if pidfd is None:
+            os.kill(pid, sig)
+        else:
+            signal.pidfd_send_signal(pidfd, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
 def process_tree(pid: int) -> set[int]:
     """pid and every live descendant of it."""
     parents = _processes()
@@ -269,24 +335,32 @@ def stack_pids(var_dir, by_command_line: bool = True) -> set[int]:
     return _with_descendants(pids, parents) - own
 
 
-def stop_pids(find: Callable[[], set[int]], grace: float = 5.0) -> set[int]:
+def stop_pids(find: Callable[[], set[int] | dict[int, int]], grace: float = 5.0) -> set[int]:
     """TERM every process find() returns, wait up to grace seconds for them to go, KILL what is left.
 
-    find() is asked again while waiting (a dying parent may leave children). Returns the pids
-    that had to be killed.
+    find() is asked again while waiting (a dying parent may leave children). It returns pids, or
+    {pid: start time} as recorded when it collected them (identities()); a bare pid's start time
+    is recorded when find() first returns it. A pid is signalled only while it is still that
+    process: one whose pid was reused meanwhile is left alone. Returns the pids that had to be killed.
     """
-    def signal_all(pids, sig):
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-    signal_all(find(), signal.SIGTERM)
+    recorded: dict[int, int] = {}
+
+    def current() -> set[int]:
+        found = find()
+        if isinstance(found, dict):
+            recorded.update(found)
+        else:
+            recorded.update(identities(set(found) - recorded.keys()))
+        return set(found) & same_processes(recorded)
+
+    def signal_all(pids, sig) -> set[int]:
+        return {pid for pid in pids if signal_process(pid, recorded[pid], sig)}
+
+    signal_all(current(), signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while (left := find()) and time.monotonic() < deadline:
+    while (left := current()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    signal_all(left, signal.SIGKILL)
-    return left
+    return signal_all(left, signal.SIGKILL)
 
 
 @atexit.register
