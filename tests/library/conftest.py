@@ -20,3 +20,19 @@ if settings.SETTINGS_MODULE != SETTINGS:
 def _no_demo_app():
     yield
     assert "app" not in sys.modules and not [m for m in sys.modules if m.startswith("app.")]
+
+
+@pytest.fixture
+def armed(tmp_path, monkeypatch):
+    """The evidence record armed in tmp_path for one test: yields the record (its mmap)."""
+    import faulthandler
+
+    from django_celery_ops import evidence
+
+    monkeypatch.setattr(evidence, "_stack_file", None)
+    monkeypatch.setattr(evidence, "_record", None)
+    evidence.arm(str(tmp_path))
+    yield evidence._record
+    # arm() enables faulthandler on its stack file; restore the default (stderr) afterwards
+    faulthandler.enable(file=sys.__stderr__)
+    evidence._stack_file.close()

@@ -2,7 +2,6 @@
 write evidence count a failure as an instrumentation error instead of breaking gunicorn."""
 import json
 import os
-import sys
 import threading
 import types
 
@@ -30,18 +29,6 @@ def _short(head: bytes, view: bytes) -> bytes:
 
 def _head(served=b"1", method=b"GET", path=b"/a", rid=b"rid-1", started=b"1700000000000000000") -> bytes:
     return b"\0".join((served, method, path, rid, started, b""))
-
-
-@pytest.fixture
-def armed(tmp_path, monkeypatch):
-    import faulthandler
-
-    monkeypatch.setattr(evidence, "_stack_file", None)
-    monkeypatch.setattr(evidence, "_record", None)
-    evidence.arm(str(tmp_path))
-    yield evidence._record
-    faulthandler.enable(file=sys.__stderr__)
-    evidence._stack_file.close()
 
 
 HOSTILE = [

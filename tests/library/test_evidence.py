@@ -1,22 +1,9 @@
 """The evidence record's fast paths write what the master reads from the general flush()."""
 import os
-import sys
 
 import pytest
 
 from django_celery_ops import evidence
-
-
-@pytest.fixture
-def armed(tmp_path, monkeypatch):
-    monkeypatch.setattr(evidence, "_stack_file", None)
-    monkeypatch.setattr(evidence, "_record", None)
-    # arm() enables faulthandler on its stack file; restore the default (stderr) afterwards
-    import faulthandler
-    evidence.arm(str(tmp_path))
-    yield evidence._record
-    faulthandler.enable(file=sys.__stderr__)
-    evidence._stack_file.close()
 
 
 def _read(record) -> dict:
