@@ -13,9 +13,12 @@ per request is taken, and the instrumentation's cost is the median over rounds o
 difference of two turns a few milliseconds apart drifts much less. profile_request.py gives
 the whole layer, Django and Sentry included.
 
---only with|without runs one handler --n times and exits: under valgrind, the difference of
-two runs' instruction counts divided by --n is a figure no neighbour can move:
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null .venv/bin/python -m bench.web.marginal --only with --n 500
+--only with|without|passthrough runs one handler --n times and exits (passthrough: a middleware
+that only calls the next one, in RequestMiddleware's place: what being a middleware costs).
+--sentry calls django_celery_ops.sentry.init() first, as the gunicorn hook does (set SENTRY_DSN).
+Under valgrind, the difference of two runs' instruction counts divided by the difference of
+their --n is a figure no neighbour can move; bench/web/instructions.py runs them and prints the
+table (bench/web/RESULTS.md, "Instructions per request").
 """
 from __future__ import annotations
 
@@ -29,6 +32,17 @@ import tempfile
 import time
 
 OURS = "django_celery_ops.middleware.RequestMiddleware"
+PASSTHROUGH = "bench.web.marginal.PassThrough"
+
+
+class PassThrough:
+    """A middleware that does nothing but call the next one."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
 
 
 def _environ(path: str) -> dict:
@@ -85,8 +99,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=None, help="requests per turn (default: 2000 WSGI, 300 ASGI)")
     parser.add_argument("--path", default="/healthz")
     parser.add_argument("--profile", action="store_true", help="also a cProfile of the instrumented handler")
-    parser.add_argument("--only", choices=("with", "without"), default=None,
-                        help="after the warm-up run --n requests of this handler and exit (for valgrind: see below)")
+    parser.add_argument("--only", choices=("with", "without", "passthrough"), default=None,
+                        help="build only this handler, warm it up, run --n requests and exit (for valgrind: see above)")
+    parser.add_argument("--sentry", action="store_true", help="sentry.init() first, as the gunicorn hook does")
     args = parser.parse_args()
     n = args.n or (2000 if args.tier == "wsgi" else 300)
     tmp = tempfile.mkdtemp(prefix="marginal-")
@@ -102,6 +117,11 @@ def main() -> int:
     import logging
 
     logging.getLogger("django_celery_ops.loop_lag").setLevel(logging.ERROR)
+    if args.sentry:
+        from django_celery_ops import sentry
+
+        if not sentry.init():
+            parser.error("--sentry: sentry.init() did not start the SDK (is SENTRY_DSN set?)")
     from django.conf import settings
     from django.core.handlers.asgi import ASGIHandler
     from django.core.handlers.wsgi import WSGIHandler
@@ -112,6 +132,17 @@ def main() -> int:
     make = WSGIHandler if args.tier == "wsgi" else ASGIHandler
     full = list(settings.MIDDLEWARE)
     assert OURS in full, f"{OURS} is not in the app's MIDDLEWARE"
+    if args.only:  # one handler in the process: the counts of two runs differ by the requests alone
+        settings.MIDDLEWARE = {"with": full, "without": [m for m in full if m != OURS],
+                               "passthrough": [PASSTHROUGH if m == OURS else m for m in full]}[args.only]
+        handler = make()
+        loop = asyncio.new_event_loop()
+        for count in (300, n):  # warm-up (label children, caches), then the counted requests
+            if args.tier == "wsgi":
+                wsgi_batch(handler, args.path, count)
+            else:
+                asgi_batch(loop, handler, args.path, count)
+        return 0
     with_ours = make()
     settings.MIDDLEWARE = [m for m in full if m != OURS]
     without = make()
@@ -131,9 +162,6 @@ def main() -> int:
 
     for handler in (with_ours, without):
         batch(handler, 300)  # warm-up: label children, caches
-    if args.only:
-        batch(with_ours if args.only == "with" else without, n)
-        return 0
     a, b, d = [], [], []
     for r in range(args.rounds):
         if r % 2:

@@ -70,3 +70,20 @@ def test_scrape_bench_cells_are_exact_with_both_readers(tmp_path: Path):
             r = scrape.measure(tier, reader, folder, size, runs=1, budget=5, gzip=reader == "ours")
             assert r["problems"] == [], (tier, reader, r["problems"])
             assert r["n"] == 1 and r["series"] > 0
+
+
+def test_instructions_per_request_cancels_what_both_runs_share():
+    from bench.web.instructions import per_request
+
+    start_up = 2_000_000_000  # imports, set-up and warm-up: the same in both runs
+    assert per_request((300, start_up + 300 * 981_000), (1300, start_up + 1300 * 981_000)) == 981_000
+    with pytest.raises(ValueError):
+        per_request((1300, 1), (300, 2))
+
+
+@pytest.mark.parametrize("variant", [["--only", "passthrough"], ["--only", "with", "--sentry"]])
+def test_marginal_serves_each_variant_alone(variant):
+    env = {**os.environ, "SENTRY_DSN": "http://public@127.0.0.1:9/1", "SENTRY_TRACES_SAMPLE_RATE": "0"}
+    out = subprocess.run([sys.executable, "-m", "bench.web.marginal", *variant, "--n", "3"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]  # every response was a 200 (marginal asserts it)
