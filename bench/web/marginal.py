@@ -132,21 +132,6 @@ def main() -> int:
     make = WSGIHandler if args.tier == "wsgi" else ASGIHandler
     full = list(settings.MIDDLEWARE)
     assert OURS in full, f"{OURS} is not in the app's MIDDLEWARE"
-    if args.only:  # one handler in the process: the counts of two runs differ by the requests alone
-        settings.MIDDLEWARE = {"with": full, "without": [m for m in full if m != OURS],
-                               "passthrough": [PASSTHROUGH if m == OURS else m for m in full]}[args.only]
-        handler = make()
-        loop = asyncio.new_event_loop()
-        for count in (300, n):  # warm-up (label children, caches), then the counted requests
-            if args.tier == "wsgi":
-                wsgi_batch(handler, args.path, count)
-            else:
-                asgi_batch(loop, handler, args.path, count)
-        return 0
-    with_ours = make()
-    settings.MIDDLEWARE = [m for m in full if m != OURS]
-    without = make()
-    settings.MIDDLEWARE = full
     loop = asyncio.new_event_loop()
 
     def batch(handler, count):
@@ -154,6 +139,18 @@ def main() -> int:
             wsgi_batch(handler, args.path, count)
         else:
             asgi_batch(loop, handler, args.path, count)
+
+    if args.only:  # one handler in the process: the counts of two runs differ by the requests alone
+        settings.MIDDLEWARE = {"with": full, "without": [m for m in full if m != OURS],
+                               "passthrough": [PASSTHROUGH if m == OURS else m for m in full]}[args.only]
+        handler = make()
+        batch(handler, 300)  # warm-up: label children, caches
+        batch(handler, n)
+        return 0
+    with_ours = make()
+    settings.MIDDLEWARE = [m for m in full if m != OURS]
+    without = make()
+    settings.MIDDLEWARE = full
 
     def cpu(handler) -> float:
         c = time.process_time()

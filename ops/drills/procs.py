@@ -208,7 +208,7 @@ def _processes() -> dict[int, int]:
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
-                state, parent = f.read().rpartition(b")")[2].split()[:2]
+                state, parent = _stat_fields(f.read())[:2]
         except (OSError, ValueError):
             continue
         if state != b"Z":
